@@ -1,0 +1,1 @@
+"""homunculus: grow small language models from scratch, end to end and reproducibly."""

@@ -1,0 +1,90 @@
+"""Configuration: `conf/` (Hydra) is the source of truth; `params.yaml` is its DVC-tracked composition.
+
+- `compose(overrides)` composes `conf/` exactly as DVC's Hydra integration does.
+- `load_config(source)` validates a composed config (or params.yaml) against the typed schema, so a
+  typo or a wrong type fails at start with the full key named.
+- `python -m src.config compose [OVERRIDES...]` rewrites params.yaml from `conf/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from src.config.schema import RootConfig
+from src.paths import CONF_DIR, PARAMS_FILE
+
+
+class ConfigError(ValueError):
+    """A config that does not match the schema; the message names the source and the key."""
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """Compose `conf/` with Hydra and resolve interpolations (what `dvc exp run` writes)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def composed_params_text(overrides: list[str] | None = None) -> str:
+    """The exact text DVC's Hydra integration dumps into params.yaml."""
+    return OmegaConf.to_yaml(compose(overrides))
+
+
+def load_config(source: DictConfig | dict | str | Path | None = None) -> DictConfig:
+    """Validate a config against `RootConfig`; `None` reads params.yaml.
+
+    The result is a typed DictConfig: assigning a wrong type or reading an unknown key raises.
+    """
+    origin = "config"
+    try:
+        if source is None or isinstance(source, (str, Path)):
+            path = Path(source) if source is not None else PARAMS_FILE
+            origin = str(path)
+            if not path.exists():
+                raise ConfigError(
+                    f"{path}: not found; run `python -m src.config compose` to write it from conf/"
+                )
+            loaded = OmegaConf.load(path)
+        else:
+            loaded = source if isinstance(source, DictConfig) else OmegaConf.create(source)
+        # Hydra's own bookkeeping node is not part of the schema.
+        if isinstance(loaded, DictConfig) and "hydra" in loaded:
+            loaded = OmegaConf.masked_copy(loaded, [k for k in loaded if k != "hydra"])
+        merged = OmegaConf.merge(OmegaConf.structured(RootConfig), loaded)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"{origin}: bad config key '{key}': {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    assert isinstance(merged, DictConfig)
+    OmegaConf.set_readonly(merged, True)
+    return merged
+
+
+def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`, for MLflow params."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def write_params(overrides: list[str] | None = None, path: Path = PARAMS_FILE) -> Path:
+    text = composed_params_text(overrides)
+    load_config(OmegaConf.create(text))  # never write a params.yaml the stages would reject
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,31 @@
+"""The pipeline's stages: which function runs each, and which config sections it depends on.
+
+`dvc.yaml` lists the same sections as each stage's `params` (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Stage:
+    target: str  # "package.module:function"
+    sections: tuple[str, ...]
+
+    def load(self) -> Callable[..., Any]:
+        module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+
+STAGES: dict[str, Stage] = {
+    "scrape_librus": Stage("src.data.librus.scrape:scrape_librus", ("scrape_librus",)),
+    "clean_librus": Stage("src.data.librus.clean:clean_librus", ("clean_librus", "normalize")),
+    "scrape_opensubs": Stage("src.data.opensubs.scrape:scrape_opensubs", ("scrape_opensubs",)),
+    "clean_subs": Stage("src.data.subtitles.clean:clean_subs", ("clean_subs", "normalize")),
+    "train_tokenizer": Stage("src.tokenizers.train:train_tokenizer", ("tokenizer", "normalize")),
+    "tokenize": Stage("src.tokenizers.encode:tokenize_corpus", ("tokenize", "tokenizer")),
+    "pretrain": Stage("src.training.pretrain:pretrain", ("model", "trainer", "pretrain")),
+}

@@ -1,0 +1,170 @@
+"""Running a pipeline stage: typed config, an MLflow run, and a summary of what was read, written, dropped.
+
+A stage is one function `fn(cfg, run) -> None` in `src/`, where `cfg` is the validated root config and
+`run` is the `StageRun` below. `stages/<name>.py` calls it through `run_stage(name)` with params.yaml;
+`python -m src.run NAME [overrides]` calls the same function with a Hydra-composed config.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from src.config import flatten, load_config
+from src.pipeline import STAGES
+
+
+@dataclass
+class StageSummary:
+    """Counts of what a stage read, wrote and dropped (with reasons); printed and logged at the end."""
+
+    stage: str
+    read: dict[str, float] = field(default_factory=dict)
+    wrote: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, bucket: str, key: str, n: float = 1) -> None:
+        counts = getattr(self, bucket)
+        counts[key] = counts.get(key, 0) + n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage, "seconds": round(self.seconds, 3), "read": self.read,
+            "wrote": self.wrote, "dropped": self.dropped, "notes": self.notes,
+        }
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for bucket in ("read", "wrote", "dropped"):
+            for key, value in getattr(self, bucket).items():
+                out[f"summary.{bucket}.{key}"] = float(value)
+        return out
+
+    def render(self) -> str:
+        lines = [f"== {self.stage}: done in {self.seconds:.1f}s"]
+        for bucket in ("read", "wrote", "dropped"):
+            counts = getattr(self, bucket)
+            if not counts:
+                lines.append(f"  {bucket:<8}nothing")
+                continue
+            for i, (key, value) in enumerate(counts.items()):
+                label = bucket if i == 0 else ""
+                shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"
+                lines.append(f"  {label:<8}{key:<40}{shown:>16}")
+        lines.extend(f"  note    {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+class StageRun:
+    """What a stage function gets besides its config: the summary and (optional) MLflow logging."""
+
+    def __init__(self, stage: str, cfg: DictConfig, tracking_active: bool) -> None:
+        self.stage = stage
+        self.cfg = cfg
+        self.summary = StageSummary(stage)
+        self.tracking_active = tracking_active
+
+    @property
+    def run_id(self) -> str | None:
+        if not self.tracking_active:
+            return None
+        import mlflow
+
+        active = mlflow.active_run()
+        return active.info.run_id if active else None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.tracking_active:
+            import mlflow
+
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.tracking_active and Path(path).exists():
+            import mlflow
+
+            if Path(path).is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+            else:
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_text(self, text: str, name: str) -> None:
+        if self.tracking_active:
+            import mlflow
+
+            mlflow.log_text(text, name)
+
+    def log_dict(self, data: Mapping[str, Any], name: str) -> None:
+        if self.tracking_active:
+            import mlflow
+
+            mlflow.log_dict(dict(data), name)
+
+
+def stage_params(name: str, cfg: DictConfig) -> dict[str, Any]:
+    """The flattened config sections a stage depends on (what MLflow records as params)."""
+    sections = STAGES[name].sections
+    return {"seed": cfg.seed, **{k: v for s in sections for k, v in flatten(cfg[s], f"{s}.").items()}}
+
+
+def execute_stage(
+    name: str,
+    cfg: DictConfig,
+    fn: Callable[[DictConfig, StageRun], None] | None = None,
+    run_name: str | None = None,
+) -> StageSummary:
+    """Run stage `name` on a validated config inside an MLflow run; return its summary."""
+    from src.tracking import start_run
+
+    cfg = load_config(cfg)
+    fn = fn or STAGES[name].load()
+    tracking = cfg.tracking
+    run = StageRun(name, cfg, tracking_active=tracking.enabled)
+    started = time.perf_counter()
+    if tracking.enabled:
+        start_run(
+            experiment=f"{tracking.experiment_prefix}{name}",
+            run_name=run_name,
+            params=stage_params(name, cfg),
+            tags={"stage": name},
+            uri=tracking.uri,
+        )
+    status = "FAILED"
+    try:
+        fn(cfg, run)
+        status = "FINISHED"
+    finally:
+        run.summary.seconds = time.perf_counter() - started
+        print(run.summary.render(), file=sys.stderr, flush=True)
+        if tracking.enabled:
+            import mlflow
+
+            run.log_metrics(run.summary.metrics())
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "summary.json"
+                path.write_text(json.dumps(run.summary.to_dict(), indent=2, ensure_ascii=False))
+                run.log_artifact(path)
+            mlflow.end_run(status=status)
+    return run.summary
+
+
+def run_stage(name: str) -> None:
+    """Entry point for `python -m stages.<name>`: params.yaml, validated, then the stage function."""
+    from src.config import ConfigError
+
+    try:
+        cfg = load_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    execute_stage(name, cfg)
