@@ -64,7 +64,8 @@ def load_config(source: DictConfig | dict | str | Path | None = None) -> DictCon
         merged = OmegaConf.merge(OmegaConf.structured(RootConfig), loaded)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
-        raise ConfigError(f"{origin}: bad config key '{key}': {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        reason = str(getattr(exc, "msg", None) or exc).splitlines()[0]
+        raise ConfigError(f"{origin}: bad config key '{key}': {reason}") from None
     assert isinstance(merged, DictConfig)
     OmegaConf.set_readonly(merged, True)
     return merged
