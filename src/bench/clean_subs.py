@@ -1,0 +1,80 @@
+"""Benchmark: parse+clean throughput of the subtitle cleaner.
+
+`python -m src.bench.clean_subs [--root DIR] [--workers N] [--repeat K]` cleans every *.srt under DIR
+(default: ../shared/data/srt_real) K times in a pool of N processes, the way the stage does, and
+reports MB/s and files/s per repeat, the best and the median, and the best per worker.
+Files are read into memory first, so disk speed is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from src.config import compose
+from src.config.sections.clean_subs import CleanSubsConfig
+from src.config.sections.normalize import NormalizeConfig
+from src.data.subtitles.cleaner import clean_subtitle_bytes, load_normalizer
+from src.data.subtitles.fluff import FluffPatterns
+from src.paths import shared_data_dir
+
+_STATE: dict[str, Any] = {}
+
+
+def _init(cfg: CleanSubsConfig, normalize_cfg: NormalizeConfig) -> None:
+    normalize = load_normalizer(normalize_cfg)[0] if cfg.normalize_text else None
+    _STATE.update(cfg=cfg, normalize=normalize, patterns=FluffPatterns.build(cfg.rules))
+
+
+def _clean(item: tuple[str, bytes]) -> int:
+    name, data = item
+    res = clean_subtitle_bytes(data, name, _STATE["cfg"], _STATE["normalize"], _STATE["patterns"])
+    return len(res.utterances)
+
+
+def _configs() -> tuple[CleanSubsConfig, NormalizeConfig]:
+    composed = compose()
+    sc = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CleanSubsConfig), composed.clean_subs))
+    nc = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(NormalizeConfig), composed.normalize))
+    return sc, nc
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.bench.clean_subs", description=__doc__)
+    parser.add_argument("--root", type=Path, default=shared_data_dir() / "srt_real")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    paths = sorted(args.root.rglob("*.srt"))
+    if not paths:
+        print(f"error: no .srt files under {args.root}", file=sys.stderr)
+        return 2
+    items = [(p.name, p.read_bytes()) for p in paths]
+    total_mb = sum(len(d) for _, d in items) / 1e6
+    sc, nc = _configs()
+    print(f"{len(items)} files, {total_mb:.3f} MB from {args.root}; workers={args.workers}")
+    rates = []
+    with ProcessPoolExecutor(max_workers=args.workers, initializer=_init, initargs=(sc, nc)) as pool:
+        list(pool.map(_clean, items[:args.workers]))  # warm the workers (imports, compiled regexes)
+        for k in range(args.repeat):
+            started = time.perf_counter()
+            lines = sum(pool.map(_clean, items, chunksize=1))
+            seconds = time.perf_counter() - started
+            rates.append(total_mb / seconds)
+            print(f"repeat {k + 1}: {seconds:.3f} s, {total_mb / seconds:.2f} MB/s, "
+                  f"{len(items) / seconds:.1f} files/s, {lines} lines")
+    best, median = max(rates), statistics.median(rates)
+    print(f"best {best:.2f} MB/s ({best / args.workers:.2f} MB/s per worker), median {median:.2f} MB/s; "
+          f"files/s best {best / total_mb * len(items):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Data stages: fetching raw corpora and cleaning them into documents."""

@@ -1,0 +1,1 @@
+"""lib.ru: crawling (scrape_librus) and cleaning (clean_librus) of Russian classics."""

@@ -1,0 +1,123 @@
+"""Cleaned cues -> utterances: one speaker turn per line, with start/end times and a scene counter.
+
+Subtitle lines are wrapped for the screen, not by sentence: a cue may hold two speakers ("- ...\\n- ...")
+and one sentence may run over several cues ("FOR MY NEXT TRICK," + "NOTICE I HAVE NOTHING UP MY
+SLEEVES..."). We split on speaker dashes and merge cues that continue a sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from src.config.sections.clean_subs import SubsLinesConfig
+
+_DASH = re.compile(r"^[-–—‐]+\s*(?=\S)")
+_CLOSERS = "\"'»”’)]"
+_FINAL = ".!?…"
+_CONTINUATION_MARKS = (",", ";", ":", "-", "–", "—", "...", "…")
+_LEADING_DOTS = re.compile(r"^(?:\.{2,}|…)\s*")
+_FIRST_LETTER = re.compile(r"[^\W\d_]")
+
+
+@dataclass
+class CleanCue:
+    start_ms: int
+    end_ms: int
+    lines: list[str]
+
+
+@dataclass
+class Utterance:
+    start_ms: int
+    end_ms: int
+    text: str
+    dashed: bool = False  # began with a speaker dash: never glued to the previous line
+    scene: int = 0
+
+
+def split_turns(cue: CleanCue, cfg: SubsLinesConfig, counts: Counter[str]) -> list[Utterance]:
+    """One utterance per speaker turn of a cue; wrapped lines of one turn are joined by a space."""
+    turns: list[list[str]] = []
+    dashed: list[bool] = []
+    for line in cue.lines:
+        stripped = _DASH.sub("", line) if cfg.split_speaker_dashes else line
+        is_dash = stripped != line
+        if not turns or is_dash:
+            turns.append([stripped])
+            dashed.append(is_dash)
+        else:
+            turns[-1].append(stripped)
+    if len(turns) > 1:
+        counts["speaker_split"] += len(turns) - 1
+    return [
+        Utterance(cue.start_ms, cue.end_ms, " ".join(t).strip(), d)
+        for t, d in zip(turns, dashed, strict=True)
+        if any(s.strip() for s in t)
+    ]
+
+
+def _ends_open(text: str) -> bool:
+    """True when the text does not end a sentence (no final . ! ?, or a trailing comma/ellipsis)."""
+    tail = text.rstrip().rstrip(_CLOSERS)
+    if not tail:
+        return False
+    if tail.endswith(("...", "…")):
+        return True
+    return tail[-1] not in _FINAL
+
+
+def _ends_with_mark(text: str) -> bool:
+    return text.rstrip().rstrip(_CLOSERS).endswith(_CONTINUATION_MARKS)
+
+
+def _starts_continued(text: str) -> bool:
+    """Starts lower-case or with an ellipsis ("...as six single people?")."""
+    if _LEADING_DOTS.match(text):
+        return True
+    m = _FIRST_LETTER.search(text[:4])
+    return bool(m and m.group().islower())
+
+
+def _should_merge(prev: Utterance, nxt: Utterance, cfg: SubsLinesConfig) -> bool:
+    if nxt.dashed or len(prev.text) + len(nxt.text) + 1 > cfg.max_merged_chars:
+        return False
+    gap = nxt.start_ms - prev.end_ms
+    if gap > cfg.merge_max_gap_ms:
+        return False
+    if _ends_with_mark(prev.text) and gap <= cfg.merge_short_gap_ms:
+        return True
+    return _ends_open(prev.text) and _starts_continued(nxt.text)
+
+
+def _join(prev: str, nxt: str) -> str:
+    if prev.rstrip().endswith(("...", "…")):
+        nxt = _LEADING_DOTS.sub("", nxt)
+    return f"{prev.rstrip()} {nxt.lstrip()}"
+
+
+def build_utterances(
+    cues: list[CleanCue], cfg: SubsLinesConfig, counts: Counter[str]
+) -> list[Utterance]:
+    """Split speaker turns, merge sentence continuations, drop repeats, number scenes."""
+    out: list[Utterance] = []
+    for cue in cues:
+        for i, turn in enumerate(split_turns(cue, cfg, counts)):
+            if out and i == 0 and cfg.merge_continuations and _should_merge(out[-1], turn, cfg):
+                prev = out[-1]
+                prev.text = _join(prev.text, turn.text)
+                prev.end_ms = max(prev.end_ms, turn.end_ms)
+                counts["merged_continuation"] += 1
+                continue
+            if cfg.drop_repeated_lines and out and out[-1].text.casefold() == turn.text.casefold():
+                out[-1].end_ms = max(out[-1].end_ms, turn.end_ms)
+                counts["repeated_line"] += 1
+                continue
+            out.append(turn)
+    scene = 0
+    for i, cur in enumerate(out):
+        if i and cur.start_ms - out[i - 1].end_ms > cfg.scene_gap_ms:
+            scene += 1
+        cur.scene = scene
+    return out

@@ -1,0 +1,130 @@
+"""SRT text -> cues. The `srt` library first; our own line-based parser for whatever it rejects.
+
+The fallback trusts nothing but timing lines: a cue is everything between one timing line and the next,
+minus an index number right before the next timing. That survives missing or out-of-order indexes,
+blank lines inside cues, stacked timing lines, coordinates after the timing and mangled timings
+such as `00: 00: 49,412 -> 00: 00: 52,404`, `00:00:01 --> 00:00:10` or `00:00:01.266`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import srt
+
+from src.config.sections.clean_subs import SubsParseConfig
+
+_TS = r"(\d{1,3})\s*[:.]\s*(\d{1,2})\s*[:.]\s*(\d{1,2})(?:\s*[,.:]\s*(\d{1,3}))?"
+TIMING_LINE = re.compile(rf"^\s*{_TS}\s*-{{1,2}}\s*>\s*{_TS}(.*)$", re.MULTILINE)
+_INDEX_LINE = re.compile(r"^\s*-?\d+\s*$")
+_EOL = re.compile(r"\r\n?")
+
+
+@dataclass
+class Cue:
+    index: int | None
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+@dataclass
+class Parsed:
+    cues: list[Cue]
+    parser: str  # "srt" or "fallback"
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _ms(h: str, m: str, s: str, frac: str | None) -> int:
+    # A fraction is read as decimals ("5" -> 500 ms), which is what players do with short fields.
+    millis = int((frac or "0").ljust(3, "0")[:3])
+    return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + millis
+
+
+def parse_timing(line: str) -> tuple[int, int, str] | None:
+    """`(start_ms, end_ms, trailing text)` of a timing line, or None when the line is not one."""
+    m = TIMING_LINE.match(line)
+    if m is None:
+        return None
+    g = m.groups()
+    return _ms(*g[0:4]), _ms(*g[4:8]), g[8].strip()
+
+
+def _parse_with_library(text: str) -> list[Cue]:
+    cues = []
+    for sub in srt.parse(text):
+        cues.append(Cue(
+            index=sub.index,
+            start_ms=int(sub.start.total_seconds() * 1000 + 0.5),
+            end_ms=int(sub.end.total_seconds() * 1000 + 0.5),
+            text=sub.content,
+        ))
+    return cues
+
+
+def _parse_fallback(text: str) -> tuple[list[Cue], list[str]]:
+    lines = text.split("\n")
+    timings = [(i, t) for i, line in enumerate(lines) if (t := parse_timing(line)) is not None]
+    warnings: list[str] = []
+    if not timings:
+        return [], warnings
+    preamble = [ln for ln in lines[: timings[0][0]] if ln.strip() and not _INDEX_LINE.match(ln)]
+    if preamble:
+        warnings.append(f"{len(preamble)} line(s) before the first timing ignored: {preamble[0][:60]!r}")
+    cues = []
+    for k, (line_no, (start, end, _trailing)) in enumerate(timings):
+        stop = timings[k + 1][0] if k + 1 < len(timings) else len(lines)
+        body = lines[line_no + 1: stop]
+        while body and not body[-1].strip():
+            body.pop()
+        # An index number right before the next timing line belongs to the next cue.
+        if k + 1 < len(timings) and body and _INDEX_LINE.match(body[-1]) and (
+            len(body) == 1 or not body[-2].strip()
+        ):
+            body.pop()
+        index_line = lines[line_no - 1] if line_no > 0 else ""
+        index = int(index_line) if _INDEX_LINE.match(index_line) else None
+        cues.append(Cue(index, start, end, "\n".join(body).strip("\n")))
+    return cues, warnings
+
+
+def _counts(cues: list[Cue]) -> dict[str, int]:
+    missing_index = sum(1 for c in cues if c.index is None)
+    out_of_order = sum(1 for a, b in zip(cues, cues[1:], strict=False) if b.start_ms < a.start_ms)
+    overlapping = sum(1 for a, b in zip(cues, cues[1:], strict=False) if a.start_ms <= b.start_ms < a.end_ms)
+    empty = sum(1 for c in cues if not c.text.strip())
+    zero = sum(1 for c in cues if c.end_ms <= c.start_ms)
+    return {"cues": len(cues), "missing_index": missing_index, "out_of_order": out_of_order,
+            "overlapping": overlapping, "empty": empty, "zero_duration": zero}
+
+
+def parse_subtitle(text: str, cfg: SubsParseConfig) -> Parsed:
+    """Parse decoded SRT text (any line endings) into cues; never raises on malformed input."""
+    text = _EOL.sub("\n", text).lstrip("\ufeff")
+    warnings: list[str] = []
+    try:
+        cues = _parse_with_library(text)
+        parser = "srt"
+        if not cues and TIMING_LINE.search(text) is None:
+            return Parsed([], parser, ["no SRT timing line found"], _counts([]))
+        if not cues:
+            raise srt.SRTParseError(0, 0, text[:40])
+        # The library reads a cue it cannot parse as part of the previous cue's text (it allows
+        # blank lines inside cues); a timing line inside a cue's text means exactly that happened.
+        swallowed = next((c for c in cues if TIMING_LINE.search(c.text)), None)
+        if swallowed is not None:
+            raise srt.SRTParseError(0, 0, f"timing line inside cue {swallowed.index}")
+    except (srt.SRTParseError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:120]
+        cues, warnings = _parse_fallback(text)
+        parser = "fallback"
+        warnings.insert(0, f"srt library rejected the file ({reason}); used the fallback parser")
+    counts = _counts(cues)
+    for key in ("missing_index", "out_of_order", "overlapping", "empty", "zero_duration"):
+        if counts[key]:
+            warnings.append(f"{counts[key]} {key.replace('_', ' ')} cue(s)")
+    if cfg.sort_by_time and counts["out_of_order"]:
+        cues = sorted(cues, key=lambda c: c.start_ms)
+    return Parsed(cues, parser, warnings, counts)

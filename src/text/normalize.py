@@ -1,0 +1,166 @@
+"""Text normalization shared by the lib.ru cleaner, the subtitle cleaner and the tokenizer.
+
+`normalize_text(text, cfg)` runs the enabled steps in a fixed order:
+mojibake repair -> NFC -> invisible characters and line breaks -> ё→е -> dashes -> ellipsis ->
+quotes -> spaces and blank lines. Every step is a plain function here too, so a caller that needs
+one step (or a different order) can use it directly. All steps are linear-time regex passes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from src.config.sections.normalize import NormalizeConfig
+from src.text.mojibake import repair_mojibake
+
+_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
+_ODD_SPACE = re.compile("[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]")
+_YO = str.maketrans({"ё": "е", "Ё": "Е"})
+
+# A dash of any spelling standing alone between spaces (or at a line end after a space).
+_SPACED_DASH = re.compile(r"(?<=[ \t])(?:--?|–|—)(?=[ \t]|$)", re.MULTILINE)
+# Dialogue: a line that opens with a dash.
+_LINE_START_DASH = re.compile(r"^([ \t]*)(?:--?|–|—)(?=[ \t])", re.MULTILINE)
+# "человек.- Их": a dash glued to the end of a sentence.
+_GLUED_DASH = re.compile(r"(?<=[.,;:!?…])(?:--?|–)(?=[ \t])")
+_NUMBER_RANGE = re.compile(r"(?<=\d)--(?=\d)")
+_DOUBLE_HYPHEN = re.compile(r"--")
+
+_THREE_DOTS = re.compile(r"(?<!\.)\.\.\.(?!\.)|(?<!\.)\. \. \.(?! \.)")
+
+_QUOTE_CHARS = re.compile("[\"«»„“”]")
+# After these a straight quote opens; before these it closes.
+_OPENS_AFTER = set(" \t([{«„—–-/")
+_CLOSES_BEFORE = set(" \t.,;:!?)]}»…—–-")
+
+_SPACE_RUN = re.compile(r" {2,}")
+_LINE_EDGE_SPACE = re.compile(r"^ +| +$", re.MULTILINE)
+
+
+def as_normalize_config(cfg: NormalizeConfig | Mapping[str, Any] | Any) -> NormalizeConfig:
+    """A NormalizeConfig from itself, a DictConfig section or a plain dict (e.g. a tokenizer's meta)."""
+    if isinstance(cfg, NormalizeConfig):
+        return cfg
+    known = {f.name for f in fields(NormalizeConfig)}
+    if isinstance(cfg, Mapping):
+        data = {str(k): cfg[k] for k in cfg}
+    else:
+        data = {k: getattr(cfg, k) for k in known if hasattr(cfg, k)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"normalize config: unknown key(s) {unknown}; known: {sorted(known)}")
+    return NormalizeConfig(**data)
+
+
+def normalize_text(text: str, cfg: NormalizeConfig | Mapping[str, Any] | Any) -> str:
+    """Apply the enabled normalization steps of `cfg` (the `normalize` config section) to `text`."""
+    cfg = as_normalize_config(cfg)
+    if not cfg.enabled:
+        return text
+    if cfg.repair_mojibake:
+        text = repair_mojibake(text, cfg.mojibake_sample_chars, cfg.mojibake_min_gain).text
+    if cfg.nfc:
+        text = to_nfc(text)
+    if cfg.whitespace:
+        text = unify_line_breaks(text)
+    if cfg.yo_to_e:
+        text = yo_to_e(text)
+    if cfg.dashes:
+        text = normalize_dashes(text)
+    if cfg.ellipsis:
+        text = normalize_ellipsis(text)
+    if cfg.quotes:
+        text = normalize_quotes(text, nested=cfg.nested_quotes)
+    if cfg.whitespace:
+        text = collapse_whitespace(text, cfg.max_blank_lines)
+    return text
+
+
+def to_nfc(text: str) -> str:
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
+def unify_line_breaks(text: str) -> str:
+    """CRLF/CR -> LF, tabs and exotic spaces -> space, invisible characters (soft hyphen, ZWSP, BOM) out."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text)
+    return _ODD_SPACE.sub(" ", text)
+
+
+def yo_to_e(text: str) -> str:
+    return text.translate(_YO)
+
+
+def normalize_dashes(text: str) -> str:
+    """Dash use -> "—" (between spaces, opening a dialogue line); "1863--1869" -> "1863–1869"."""
+    if "-" not in text and "–" not in text:
+        return text
+    text = _LINE_START_DASH.sub(r"\1—", text)
+    text = _SPACED_DASH.sub("—", text)
+    text = _GLUED_DASH.sub(" —", text)
+    text = _NUMBER_RANGE.sub("–", text)
+    return _DOUBLE_HYPHEN.sub("—", text)
+
+
+def normalize_ellipsis(text: str) -> str:
+    return _THREE_DOTS.sub("…", text) if "." in text else text
+
+
+def normalize_quotes(text: str, nested: bool = True) -> str:
+    """One kind of quotes: «outer» (and „inner“ when `nested`), decided line by line.
+
+    Straight quotes are opened or closed by what stands beside them; “ closes a „ and otherwise
+    opens (the English convention). Quote state never crosses a line, so one stray quote cannot
+    flip the rest of a document.
+    """
+    if not _QUOTE_CHARS.search(text):
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if _QUOTE_CHARS.search(line):
+            lines[i] = _requote_line(line, nested)
+    return "\n".join(lines)
+
+
+def _requote_line(line: str, nested: bool) -> str:
+    out = list(line)
+    stack: list[str] = []  # the source characters that opened the quotes still open
+    last = len(line) - 1
+    for match in _QUOTE_CHARS.finditer(line):
+        i, ch = match.start(), match.group()
+        if ch in "«„":
+            opening = True
+        elif ch in "»”":
+            opening = False
+        elif ch == "“":
+            opening = not (stack and stack[-1] == "„")
+        else:  # straight quote: look at the neighbours
+            before = line[i - 1] if i > 0 else " "
+            after = line[i + 1] if i < last else " "
+            if before in _OPENS_AFTER and after not in _CLOSES_BEFORE:
+                opening = True
+            elif after in _CLOSES_BEFORE and before not in _OPENS_AFTER:
+                opening = False
+            else:
+                opening = not stack
+        if opening:
+            out[i] = "„" if nested and stack else "«"
+            stack.append(ch)
+        else:
+            if stack:
+                stack.pop()
+            out[i] = "“" if nested and stack else "»"
+    return "".join(out)
+
+
+def collapse_whitespace(text: str, max_blank_lines: int) -> str:
+    """Single spaces, no spaces at line edges, at most `max_blank_lines` blank lines in a row."""
+    text = _SPACE_RUN.sub(" ", text)
+    text = _LINE_EDGE_SPACE.sub("", text)
+    text = re.sub(r"\n{%d,}" % (max_blank_lines + 2), "\n" * (max_blank_lines + 1), text)
+    return text.strip("\n")

@@ -1,0 +1,204 @@
+"""The `pretrain` stage: train a GPT on the tokenize stage's memmaps with Lightning.
+
+Reads `pretrain.data_dir` (train.bin, val.bin, meta.json); writes `pretrain.ckpt_dir` (best.ckpt,
+last.ckpt, val_curve.json, samples.txt) and `pretrain.report_dir/metrics.json`. Running the same
+config again continues from last.ckpt (exactly, on the CPU with `trainer.deterministic`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from omegaconf import DictConfig, OmegaConf
+
+from src.paths import resolve
+from src.stage import StageRun
+from src.training.callbacks import EvalPlan, Evaluator, SampleSettings, TrainingMonitor
+from src.training.checkpoint import LAST, AtomicCheckpointIO, check_resumable
+from src.training.data import TokenDataModule, TokenMeta, read_meta
+from src.training.flops import peak_flops
+from src.training.module import PretrainModule
+from src.training.tracking import StageRunLogger
+
+# Validation runs in the Evaluator callback (at optimizer-step intervals, through the strategy), not in
+# Lightning's epoch-based loop; the module's validation_step is what it calls.
+warnings.filterwarnings("ignore", message=".*validation_step.* but have no `val_dataloader`")
+
+
+class PretrainConfigError(ValueError):
+    """Settings that cannot work together; the message names the keys."""
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    micro_batch_size: int
+    accum: int
+    world_size: int
+    block_size: int
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.micro_batch_size * self.accum * self.world_size * self.block_size
+
+
+def plan_batch(p: DictConfig, block_size: int, world_size: int) -> BatchPlan:
+    """Gradient accumulation from `pretrain.tokens_per_step` (when > 0) or `grad_accum_steps`."""
+    if p.micro_batch_size < 1:
+        raise PretrainConfigError(f"pretrain.micro_batch_size must be >= 1, got {p.micro_batch_size}")
+    if p.tokens_per_step <= 0:
+        if p.grad_accum_steps < 1:
+            raise PretrainConfigError(f"pretrain.grad_accum_steps must be >= 1, got {p.grad_accum_steps}")
+        return BatchPlan(p.micro_batch_size, p.grad_accum_steps, world_size, block_size)
+    per_micro = p.micro_batch_size * block_size * world_size
+    if p.tokens_per_step % per_micro:
+        raise PretrainConfigError(
+            f"pretrain.tokens_per_step={p.tokens_per_step} is not a multiple of pretrain.micro_batch_size "
+            f"x model.block_size x world size = {p.micro_batch_size} x {block_size} x {world_size} = "
+            f"{per_micro}; pick tokens_per_step = k x {per_micro}"
+        )
+    return BatchPlan(p.micro_batch_size, p.tokens_per_step // per_micro, world_size, block_size)
+
+
+def check_recipe(p: DictConfig) -> None:
+    for key in ("max_steps", "log_every", "val_every", "save_every", "val_batches"):
+        if p[key] < 1:
+            raise PretrainConfigError(f"pretrain.{key} must be >= 1, got {p[key]}")
+    if p.warmup_steps < 0 or p.warmup_steps >= p.max_steps:
+        raise PretrainConfigError(
+            f"pretrain.warmup_steps={p.warmup_steps} must be in [0, pretrain.max_steps={p.max_steps})")
+
+
+def model_config(cfg: DictConfig, meta: TokenMeta) -> dict[str, Any]:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model, dict)
+    if model["vocab_size"] == 0:
+        model["vocab_size"] = meta.vocab_size
+    elif model["vocab_size"] < meta.vocab_size:
+        raise PretrainConfigError(
+            f"model.vocab_size={model['vocab_size']} is smaller than the data's vocabulary "
+            f"({meta.vocab_size} in {cfg.pretrain.data_dir}/meta.json); set it to 0 to follow the data")
+    return model
+
+
+def make_strategy(t: DictConfig, model: torch.nn.Module) -> Strategy | str:
+    if t.strategy == "fsdp":
+        wrap = {type(m) for m in model.modules() if type(m).__name__ in set(t.fsdp_wrap)}
+        if not wrap:
+            raise PretrainConfigError(f"trainer.fsdp_wrap={list(t.fsdp_wrap)}: no such module class in the model")
+        # use_orig_params keeps per-parameter groups (weight decay only on matrices) under sharding.
+        return FSDPStrategy(auto_wrap_policy=wrap, sharding_strategy=t.fsdp_sharding,
+                            state_dict_type="full", use_orig_params=True)
+    if t.strategy == "ddp":
+        # Every parameter gets a gradient each step; skipping the unused-parameter search saves time.
+        return DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True)
+    return t.strategy
+
+
+def load_sampler(cfg: DictConfig, tokenizer_dir: str, run: StageRun) -> SampleSettings | None:
+    p = cfg.pretrain
+    if p.sample_tokens <= 0 or not p.sample_prompts:
+        return None
+    try:
+        from src.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(resolve(tokenizer_dir))
+    except (ImportError, OSError, ValueError) as exc:
+        run.summary.notes.append(f"no sample generations: tokenizer {tokenizer_dir!r} unusable ({exc})")
+        return None
+    return SampleSettings(list(p.sample_prompts), p.sample_tokens, p.sample_temperature,
+                          p.sample_top_k, cfg.seed, tokenizer)
+
+
+def world_size(t: DictConfig) -> int:
+    """Processes taking part in each step: devices per node (-1: every visible GPU) x nodes."""
+    devices = t.devices
+    if devices < 0:
+        devices = max(1, torch.cuda.device_count()) if t.accelerator in {"gpu", "cuda", "auto"} else 1
+    return devices * t.num_nodes
+
+
+def set_torch_globals(t: DictConfig) -> None:
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
+    torch.set_float32_matmul_precision(t.matmul_precision)
+
+
+def pretrain(cfg: DictConfig, run: StageRun) -> None:
+    p, t = cfg.pretrain, cfg.trainer
+    check_recipe(p)
+    data_dir = resolve(p.data_dir)
+    meta = read_meta(data_dir)
+    ckpt_dir, report_file = resolve(p.ckpt_dir), resolve(p.report_dir) / "metrics.json"
+    set_torch_globals(t)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    tokenizer_dir = p.tokenizer_dir or meta.tokenizer_dir
+    module = PretrainModule(model_config(cfg, meta), OmegaConf.to_container(p, resolve=True),
+                            OmegaConf.to_container(t, resolve=True), tokenizer_dir)
+    gpt = module.model
+    n_params = gpt.num_params()
+    print(f"model {cfg.model.name}: {n_params:,} parameters "
+          f"({gpt.num_params(non_embedding=True):,} without embeddings)", file=sys.stderr)
+
+    logger = None
+    if run.run_id is not None:
+        import mlflow
+
+        logger = StageRunLogger(mlflow.get_tracking_uri(), run.run_id)
+    trainer_kwargs = dict(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=make_strategy(t, gpt), precision=t.precision, deterministic=t.deterministic,
+        max_steps=p.max_steps, limit_val_batches=0, num_sanity_val_steps=0,
+        logger=logger or False, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=t.enable_progress_bar, use_distributed_sampler=False,
+        log_every_n_steps=p.log_every, plugins=[AtomicCheckpointIO()], default_root_dir=str(ckpt_dir),
+    )
+    batch = plan_batch(p, gpt.config_dict()["block_size"], world_size(t))
+    datamodule = TokenDataModule(meta, batch.block_size, batch.micro_batch_size,
+                                 p.val_batch_size or batch.micro_batch_size, p.val_batches,
+                                 batch.accum, cfg.seed, t.num_workers, t.pin_memory)
+    on_gpu = t.accelerator in {"gpu", "cuda"} or (t.accelerator == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if on_gpu else "cpu")
+    peak = peak_flops(device, t.precision, t.peak_tflops)
+    static = {"params": n_params, "params_non_embedding": gpt.num_params(non_embedding=True),
+              "flops_per_token": gpt.flops_per_token(), "tokens_per_step": batch.tokens_per_step,
+              "world_size": batch.world_size}
+    monitor = TrainingMonitor(p.log_every, batch.tokens_per_step, gpt.flops_per_token(), peak,
+                              batch.world_size)
+    plan = EvalPlan(p.val_every, p.save_every, p.max_steps, ckpt_dir, report_file,
+                    meta.split("val").tokens_per_byte, static)
+    evaluator = Evaluator(datamodule, plan, monitor, load_sampler(cfg, tokenizer_dir, run))
+    trainer = L.Trainer(**trainer_kwargs, accumulate_grad_batches=batch.accum,
+                        callbacks=[monitor, evaluator])
+
+    resume_from = ckpt_dir / LAST if p.resume and (ckpt_dir / LAST).exists() else None
+    if resume_from is not None:
+        step = check_resumable(resume_from, gpt.config_dict())
+        run.summary.notes.append(f"resumed from {resume_from} at step {step}")
+        print(f"resuming from {resume_from} at step {step}", file=sys.stderr)
+    run.log_metrics({"model.params": n_params, "train.tokens_per_step": batch.tokens_per_step,
+                     "train.grad_accum_steps": batch.accum})
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    run.log_metrics({f"final.{k}": v for k, v in report.items() if isinstance(v, (int, float))})
+    run.log_artifact(report_file)
+    record_summary(run, meta, report, ckpt_dir)
+
+
+def record_summary(run: StageRun, meta: TokenMeta, report: dict[str, Any], ckpt_dir: Path) -> None:
+    run.summary.add("read", "train_tokens", meta.split("train").n_tokens)
+    run.summary.add("read", "val_tokens", meta.split("val").n_tokens)
+    run.summary.add("wrote", "optimizer_steps", report["steps"])
+    run.summary.add("wrote", "checkpoints", sum(1 for _ in ckpt_dir.glob("*.ckpt")))
+    for key in ("val_loss", "val_bpb", "tokens_per_s"):
+        if report.get(key) is not None:
+            run.summary.add("wrote", key, report[key])
