@@ -29,7 +29,7 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(cfg: CleanSubsConfig, normalize_cfg: NormalizeConfig) -> None:
-    normalize = load_normalizer(normalize_cfg)[0] if cfg.normalize_text else None
+    normalize = load_normalizer(normalize_cfg, cfg.repair_mojibake)[0] if cfg.normalize_text else None
     _STATE.update(cfg=cfg, normalize=normalize, patterns=FluffPatterns.build(cfg.rules))
 
 

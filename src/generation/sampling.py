@@ -57,24 +57,45 @@ def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Te
     return torch.where(seen, penalized, logits)
 
 
-def filter_top_k(logits: Tensor, k: int) -> Tensor:
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
+# top-p first looks for its nucleus among this many most likely tokens (a top-k is cheap; a full sort
+# of a 32k vocabulary costs milliseconds per row on a CPU) and sorts the whole row only when the
+# candidates hold less than top_p of the probability mass.
+TOP_P_CANDIDATES = 256
 
 
-def filter_top_p(logits: Tensor, p: float) -> Tensor:
-    """Keep the smallest set of most likely tokens whose probabilities sum to at least `p`."""
-    if p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
-    # A token is dropped when the mass before it already reaches p, so the top token always stays.
-    mass_before = probs.cumsum(dim=-1) - probs
-    drop_sorted = mass_before >= p
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+def sample_from_probs(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One index per row of `probs` [B, N] (non-negative, any scale) by inverting the CDF with one
+    uniform number per row: cheaper on a CPU than torch.multinomial, which draws N numbers."""
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    picks = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    return picks.clamp_(max=probs.shape[-1] - 1).squeeze(-1)
+
+
+def nucleus_mask(sorted_probs: Tensor, p: float) -> Tensor:
+    """For probabilities sorted descending along the last dim: True where a token is in the top-p
+    nucleus (kept while the mass before it is below p, so the top token always stays)."""
+    return (sorted_probs.cumsum(dim=-1) - sorted_probs) < p
+
+
+def candidates(logits: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor | None]:
+    """(probabilities, their token ids or None for 'all of the vocabulary') after temperature,
+    top-k and top-p; probabilities are unnormalized (zeros mark dropped tokens)."""
+    vocab = logits.shape[-1]
+    logits = logits / params.temperature
+    if 0 < params.top_k < vocab:
+        values, ids = torch.topk(logits, params.top_k, dim=-1)  # sorted descending
+        probs = values.softmax(dim=-1)
+        if params.top_p < 1.0:
+            probs = probs * nucleus_mask(probs, params.top_p)
+        return probs, ids
+    probs = logits.softmax(dim=-1)
+    if params.top_p >= 1.0:
+        return probs, None
+    top, ids = torch.topk(probs, min(TOP_P_CANDIDATES, vocab), dim=-1)
+    if not bool((top.sum(dim=-1) >= params.top_p).all()):
+        top, ids = torch.sort(probs, dim=-1, descending=True)
+    return top * nucleus_mask(top, params.top_p), ids
 
 
 def sample(logits: Tensor, params: SamplingParams, seen: Tensor | None = None,
@@ -85,6 +106,6 @@ def sample(logits: Tensor, params: SamplingParams, seen: Tensor | None = None,
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.greedy:
         return logits.argmax(dim=-1)
-    logits = filter_top_p(filter_top_k(logits / params.temperature, params.top_k), params.top_p)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    probs, ids = candidates(logits, params)
+    picks = sample_from_probs(probs, generator)
+    return picks if ids is None else ids.gather(-1, picks[:, None]).squeeze(-1)

@@ -187,16 +187,19 @@ class CausalSelfAttention(nn.Module):
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache_k: Tensor,
                        cache_v: Tensor, slots: Tensor, kv_len: int, attn_mask: Tensor | None) -> Tensor:
         q, k, v = self._qkv(x, rope)
-        # index_copy_ with a slot tensor (not a Python int) keeps the step capturable as a CUDA graph.
-        cache_k.index_copy_(2, slots, k)
-        cache_v.index_copy_(2, slots, v)
+        # The cache may be kept in a wider dtype than the weights (fp32 attention is much faster
+        # than bf16 on CPUs); index_copy_ with a slot tensor (not a Python int) keeps the step
+        # capturable as a CUDA graph.
+        cache_k.index_copy_(2, slots, k.to(cache_k.dtype))
+        cache_v.index_copy_(2, slots, v.to(cache_v.dtype))
         keys, values = cache_k[:, :, :kv_len], cache_v[:, :, :kv_len]
+        q = q.to(keys.dtype)
         if attn_mask is None and q.shape[2] > 1:
             # Only valid when the new tokens are the whole context (a first prefill without padding).
             y = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask)
-        return self._out(y)
+        return self._out(y.to(x.dtype))
 
 
 class MLP(nn.Module):

@@ -69,10 +69,15 @@ def _redecode(text: str, wrong: str, true: str) -> str | None:
         return None
 
 
-def repair_mojibake(text: str, sample_chars: int, min_gain: float) -> MojibakeFix:
-    """Undo one wrong decoding when a candidate is clearly (by `min_gain`) more Russian than `text`."""
+def repair_mojibake(text: str, sample_chars: int, min_gain: float, min_letters: int = 40) -> MojibakeFix:
+    """Undo one wrong decoding when a candidate is clearly (by `min_gain`) more Russian than `text`.
+
+    Texts with fewer than `min_letters` letters are left alone: a word or two says nothing reliable.
+    """
     sample = text[:sample_chars]
     before = russian_plausibility(sample)
+    if len(_LETTER.findall(sample)) < min_letters:
+        return MojibakeFix(repair_stray_yo(text), None, None, before, before)
     best: tuple[float, str, str] | None = None
     for wrong, true in CODEC_CONFUSIONS:
         candidate = _redecode(sample, wrong, true)

@@ -28,7 +28,8 @@ _LINE_START_DASH = re.compile(r"^([ \t]*)(?:--?|–|—)(?=[ \t])", re.MULTILINE
 # "человек.- Их": a dash glued to the end of a sentence.
 _GLUED_DASH = re.compile(r"(?<=[.,;:!?…])(?:--?|–)(?=[ \t])")
 _NUMBER_RANGE = re.compile(r"(?<=\d)--(?=\d)")
-_DOUBLE_HYPHEN = re.compile(r"--")
+# Exactly two: a row of hyphens is a rule line, not a dash.
+_DOUBLE_HYPHEN = re.compile(r"(?<!-)--(?!-)")
 
 _THREE_DOTS = re.compile(r"(?<!\.)\.\.\.(?!\.)|(?<!\.)\. \. \.(?! \.)")
 
@@ -62,7 +63,10 @@ def normalize_text(text: str, cfg: NormalizeConfig | Mapping[str, Any] | Any) ->
     if not cfg.enabled:
         return text
     if cfg.repair_mojibake:
-        text = repair_mojibake(text, cfg.mojibake_sample_chars, cfg.mojibake_min_gain).text
+        fix = repair_mojibake(
+            text, cfg.mojibake_sample_chars, cfg.mojibake_min_gain, cfg.mojibake_min_letters
+        )
+        text = fix.text
     if cfg.nfc:
         text = to_nfc(text)
     if cfg.whitespace:
@@ -162,5 +166,5 @@ def collapse_whitespace(text: str, max_blank_lines: int) -> str:
     """Single spaces, no spaces at line edges, at most `max_blank_lines` blank lines in a row."""
     text = _SPACE_RUN.sub(" ", text)
     text = _LINE_EDGE_SPACE.sub("", text)
-    text = re.sub(r"\n{%d,}" % (max_blank_lines + 2), "\n" * (max_blank_lines + 1), text)
+    text = re.sub(rf"\n{{{max_blank_lines + 2},}}", "\n" * (max_blank_lines + 1), text)
     return text.strip("\n")

@@ -34,11 +34,10 @@ def wrap_profile(lines: list[str], width_quantile: float, full_line_ratio: float
         return None
     width = lengths[min(len(lengths) - 1, int(len(lengths) * width_quantile))]
     full_from = int(width * full_line_ratio)
-    full = [line for line in lines if len(line.rstrip()) >= full_from]
-    indents: dict[int, int] = {}
-    for line in full:
-        indents[_indent(line)] = indents.get(_indent(line), 0) + 1
-    body_indent = max(indents, key=lambda k: indents[k]) if indents else 0
+    full = [line for line in lines if len(line.rstrip()) >= full_from and not _RULE_LINE.match(line)]
+    # Continuation lines sit at the left margin; first lines of paragraphs are indented deeper
+    # (and in a text of short paragraphs they are the majority, so the mode would mislead).
+    body_indent = min((_indent(line) for line in full), default=0)
     return WrapProfile(width, full_from, body_indent, len(full) / len(lengths))
 
 
@@ -68,10 +67,11 @@ def reflow_hard_wrap(
 
     def flush() -> None:
         if paragraph:
-            joined = paragraph[0]
-            for part in paragraph[1:]:
-                joined = joined + part if _HYPHENATED_END.search(joined) else joined + " " + part
-            out.append(joined)
+            pieces = [paragraph[0]]
+            for prev, part in zip(paragraph, paragraph[1:], strict=False):
+                # "кое-" + "как": a hyphen closing a line after a letter joins without a space.
+                pieces.append(part if _HYPHENATED_END.search(prev[-2:]) else " " + part)
+            out.append("".join(pieces))
             paragraph.clear()
 
     for line in lines:

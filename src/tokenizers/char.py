@@ -121,10 +121,15 @@ class CharTokenizer(Tokenizer):
         return cls(json.loads(data)["chars"], meta.get("normalize"))
 
 
+def update_char_counts(counts: Counter[str], text: str) -> None:
+    """Count the characters of `text`; special token strings are not characters of the vocabulary."""
+    counts.update(_SPECIAL_RE.sub("", text) if "<|" in text else text)
+
+
 def count_chars(texts: Iterable[str]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(_SPECIAL_RE.sub("", text) if "<|" in text else text)
+        update_char_counts(counts, text)
     return counts
 
 

@@ -2,8 +2,8 @@
 
 Two streamed passes over the parquet files: the first lists document ids (and drops blank documents), so
 the hash split can fall back sensibly on tiny corpora; the second cuts documents into chunks of about
-`chunk_chars` characters (long documents at line breaks, which are atomic tokens, so the cut changes no
-token), encodes them in `workers` processes with a bounded number in flight, and appends the results in
+`chunk_chars` characters (long documents at line breaks only: they are atomic tokens, so the cut
+changes no token), encodes them in `workers` processes with a bounded number in flight, and appends the results in
 submission order: the output does not depend on the number of workers. Each document is followed by
 the end-of-text id.
 """
@@ -59,6 +59,7 @@ def _init_worker(tokenizer_dir: str) -> None:
 @dataclass
 class EncodedChunk:
     tokens: np.ndarray
+    n_chars: int
     n_bytes: int
     n_fallback: int
     unknown: dict[str, int]
@@ -68,18 +69,19 @@ def encode_chunk(pieces: list[tuple[str, bool]], dtype: str) -> EncodedChunk:
     """Encode (text, ends_document) pieces; an end-of-text id follows each document's last piece."""
     tok = _worker_tokenizer
     assert tok is not None, "worker tokenizer not initialized"
-    arrays, n_bytes, unknown = [], 0, Counter()
+    arrays, n_chars, n_bytes, unknown = [], 0, 0, Counter()
     eot = np.array([tok.eot_id], dtype=np.int64)
     for text, ends_doc in pieces:
         arrays.append(tok.encode_array(text))
         if ends_doc:
             arrays.append(eot)
+        n_chars += len(text)
         n_bytes += len(text.encode("utf-8", errors="surrogatepass"))
         if hasattr(tok, "unknown_chars"):
             unknown.update(tok.unknown_chars(text))
     ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     n_fallback = int(tok.fallback_mask(ids).sum())
-    return EncodedChunk(ids.astype(dtype), n_bytes, n_fallback, dict(unknown))
+    return EncodedChunk(ids.astype(dtype), n_chars, n_bytes, n_fallback, dict(unknown))
 
 
 # --- main side ----------------------------------------------------------------------------------
@@ -89,6 +91,7 @@ class SplitWriter:
     path: Path
     file: BinaryIO
     n_tokens: int = 0
+    n_chars: int = 0
     n_bytes: int = 0
     n_docs: int = 0
     n_fallback: int = 0
@@ -97,6 +100,7 @@ class SplitWriter:
     def write(self, chunk: EncodedChunk) -> None:
         self.file.write(chunk.tokens.tobytes())
         self.n_tokens += len(chunk.tokens)
+        self.n_chars += chunk.n_chars
         self.n_bytes += chunk.n_bytes
         self.n_fallback += chunk.n_fallback
         self.unknown.update(chunk.unknown)
@@ -107,13 +111,20 @@ class SplitWriter:
 
 
 def cut_at_newlines(text: str, max_chars: int) -> Iterator[str]:
-    """Consecutive parts of `text`, each ending at a newline where one exists within `max_chars`."""
+    """Consecutive parts of `text` of about `max_chars`, each ending just after a newline.
+
+    Only newlines cut: they are atomic tokens, so encoding the parts gives exactly the ids of encoding
+    the whole. A single line longer than `max_chars` stays in one part.
+    """
     start = 0
     while len(text) - start > max_chars:
         cut = text.rfind("\n", start, start + max_chars)
-        end = cut + 1 if cut >= start else start + max_chars
-        yield text[start:end]
-        start = end
+        if cut < start:
+            cut = text.find("\n", start + max_chars)
+            if cut < 0:
+                break
+        yield text[start:cut + 1]
+        start = cut + 1
     yield text[start:]
 
 
@@ -227,7 +238,7 @@ def _encode_all(kcfg: Any, tok: Tokenizer, tokenizer_dir: Path, dtype: np.dtype,
     try:
         for doc in iter_documents(sources):
             split = splits.get(doc.doc_id)
-            if split is None:
+            if split is None or not doc.text.strip():
                 continue  # blank: dropped and counted in pass 1
             for name in (TRAIN, VAL) if split == BOTH else (split,):
                 writers[name].n_docs += 1
@@ -269,8 +280,11 @@ def _report(kcfg: Any, tok: Tokenizer, writers: dict[str, SplitWriter], run: Sta
         "read": dict(run.summary.read),
         "dropped": dict(run.summary.dropped),
         "splits": {
-            name: {**w.meta(), "fallback_tokens": w.n_fallback,
-                   "fallback_rate": w.n_fallback / w.n_tokens if w.n_tokens else 0.0}
+            name: {**w.meta(), "n_chars": w.n_chars, "fallback_tokens": w.n_fallback,
+                   "fallback_rate": w.n_fallback / w.n_tokens if w.n_tokens else 0.0,
+                   # Per token, end-of-text ids included.
+                   "chars_per_token": w.n_chars / w.n_tokens if w.n_tokens else 0.0,
+                   "bytes_per_token": w.n_bytes / w.n_tokens if w.n_tokens else 0.0}
             for name, w in writers.items()
         },
         "unknown_chars_total": sum(unknown.values()),

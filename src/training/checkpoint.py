@@ -31,19 +31,22 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-class IncompatibleCheckpointError(ValueError):
-    """The checkpoint to resume from was made for a different model."""
-
-
-def check_resumable(path: Path, model_config: dict[str, Any]) -> int:
-    """The global step of `path`, after checking it holds the same model as the config asks for."""
+def identity_diff(path: Path, identity: dict[str, Any]) -> tuple[int, list[str]]:
+    """The global step of checkpoint `path` and the keys where its run identity differs from
+    `identity` (what is being trained: seed, model, recipe, data); empty when it can be resumed."""
     ckpt = read_checkpoint(path)
-    saved = ckpt.get("hyper_parameters", {}).get("model", {})
-    diff = sorted(k for k in set(saved) | set(model_config) if saved.get(k) != model_config.get(k))
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {model_config.get(k)!r}" for k in diff)
-        raise IncompatibleCheckpointError(
-            f"{path}: made for another model ({shown}); delete it, point pretrain.ckpt_dir elsewhere "
-            "or set pretrain.resume=false"
-        )
-    return int(ckpt.get("global_step", 0))
+    saved = flatten_dict(ckpt.get("hyper_parameters", {}).get("identity", {}))
+    current = flatten_dict(identity)
+    diff = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
+            if saved.get(k) != current.get(k)]
+    return int(ckpt.get("global_step", 0)), diff
+
+
+def flatten_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten_dict(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -48,6 +48,7 @@ class TokenMeta:
     eot_id: int
     splits: dict[str, TokenSplit]
     tokenizer_dir: str
+    tokenizer_sha256: str
 
     def split(self, name: str) -> TokenSplit:
         if name not in self.splits:
@@ -79,7 +80,7 @@ def read_meta(data_dir: Path) -> TokenMeta:
             splits[name] = split
         tokenizer = raw.get("tokenizer") or {}
         return TokenMeta(int(raw["vocab_size"]), dtype, int(raw["eot_id"]), splits,
-                         str(tokenizer.get("dir", "")))
+                         str(tokenizer.get("dir", "")), str(tokenizer.get("sha256", "")))
     except KeyError as exc:
         raise TokenDataError(f"{path}: missing key {exc}") from None
     except json.JSONDecodeError as exc:
@@ -178,10 +179,16 @@ class TokenDataModule(L.LightningDataModule):
                                self.micro_batch_size, self.seed, rank, start=step * self.accum)
         return self._loader(windows, self.num_workers)
 
+    @property
+    def val_block_size(self) -> int:
+        """The validation context: block_size, or shorter when the whole val split is smaller (a
+        tiny sample corpus) so that validation still runs, on windows as long as the split allows."""
+        return max(1, min(self.block_size, self.meta.split("val").n_tokens - 1))
+
     def eval_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
-        windows = ValWindows(self.meta.split("val"), self.meta.dtype, self.block_size,
+        windows = ValWindows(self.meta.split("val"), self.meta.dtype, self.val_block_size,
                              self.val_batch_size, self.seed, self.val_batches, rank, world)
         return self._loader(windows, 0)
 

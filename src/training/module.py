@@ -67,11 +67,14 @@ class NonFiniteGuard:
 
 
 class PretrainModule(L.LightningModule):
-    def __init__(self, model: dict, pretrain: dict, trainer: dict, tokenizer_dir: str) -> None:
+    def __init__(self, model: dict, pretrain: dict, trainer: dict, tokenizer_dir: str,
+                 identity: dict | None = None) -> None:
         super().__init__()
         self.model = GPT.from_config_dict(model)
+        # `identity` says what is being trained (seed, model, recipe, data): resume only if it matches.
         self.save_hyperparameters({"model": self.model.config_dict(), "tokenizer_dir": tokenizer_dir,
-                                   "pretrain": pretrain, "trainer": trainer})
+                                   "pretrain": pretrain, "trainer": trainer,
+                                   "identity": identity or {}})
         self.recipe = PretrainConfig(**pretrain)
         self.compile_model = bool(trainer.get("compile", False))
         self.compile_mode = str(trainer.get("compile_mode", "default"))

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 # Quintic Newton-Schulz coefficients from the Muon write-up: chosen so the iteration drives singular
 # values into a band around 1 in about five steps (exact convergence is not needed, speed is).
@@ -162,7 +161,3 @@ class LrSchedule:
             return 1.0
         progress = min(1.0, (step - self.decay_start) / max(1, self.max_steps - self.decay_start))
         return 1.0 - (1.0 - self.min_ratio) * progress
-
-
-def params_of(groups: Iterable[dict]) -> list[nn.Parameter]:
-    return [p for g in groups for p in g["params"]]

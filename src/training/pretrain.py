@@ -19,10 +19,11 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import ConfigError
 from src.paths import resolve
 from src.stage import StageRun
 from src.training.callbacks import EvalPlan, Evaluator, SampleSettings, TrainingMonitor
-from src.training.checkpoint import LAST, AtomicCheckpointIO, check_resumable
+from src.training.checkpoint import BEST, LAST, AtomicCheckpointIO, identity_diff
 from src.training.data import TokenDataModule, TokenMeta, read_meta
 from src.training.flops import peak_flops
 from src.training.module import PretrainModule
@@ -33,7 +34,7 @@ from src.training.tracking import StageRunLogger
 warnings.filterwarnings("ignore", message=".*validation_step.* but have no `val_dataloader`")
 
 
-class PretrainConfigError(ValueError):
+class PretrainConfigError(ConfigError):
     """Settings that cannot work together; the message names the keys."""
 
 
@@ -88,8 +89,48 @@ def model_config(cfg: DictConfig, meta: TokenMeta) -> dict[str, Any]:
     return model
 
 
-def make_strategy(t: DictConfig, model: torch.nn.Module) -> Strategy | str:
+# Recipe keys that change what is trained; the rest (where files go, how often to log, validate, save
+# or sample) may differ between a run and its resumption.
+IDENTITY_KEYS = ("max_steps", "micro_batch_size", "grad_accum_steps", "tokens_per_step", "optimizer",
+                 "lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "muon_lr",
+                 "muon_momentum", "muon_ns_steps", "schedule", "warmup_steps", "decay_steps",
+                 "wsd_decay_frac", "min_lr_ratio")
+RUN_FILES = (BEST, LAST, "val_curve.json", "samples.txt")
+
+
+def run_identity(cfg: DictConfig, model: dict[str, Any], meta: TokenMeta) -> dict[str, Any]:
+    return {
+        "seed": cfg.seed,
+        "model": model,
+        "pretrain": {k: cfg.pretrain[k] for k in IDENTITY_KEYS},
+        "data": {"vocab_size": meta.vocab_size, "tokenizer_sha256": meta.tokenizer_sha256,
+                 **{f"{name}_tokens": split.n_tokens for name, split in meta.splits.items()}},
+    }
+
+
+def resume_point(cfg: DictConfig, identity: dict[str, Any], ckpt_dir: Path, run: StageRun) -> Path | None:
+    """last.ckpt when it continues this very run; otherwise None, after clearing the old run's files
+    (a checkpoint of another config is not resumed: that would silently mix two runs)."""
+    last = ckpt_dir / LAST
+    if cfg.pretrain.resume and last.exists():
+        step, diff = identity_diff(last, identity)
+        if not diff:
+            run.summary.notes.append(f"resumed from {last} at step {step}")
+            print(f"resuming from {last} at step {step}", file=sys.stderr)
+            return last
+        note = f"{last} is from another config ({'; '.join(diff[:5])}); starting over"
+        run.summary.notes.append(note)
+        print(note, file=sys.stderr)
+    for name in RUN_FILES:
+        (ckpt_dir / name).unlink(missing_ok=True)
+    return None
+
+
+def make_strategy(t: DictConfig, model: torch.nn.Module, optimizer: str) -> Strategy | str:
     if t.strategy == "fsdp":
+        if optimizer == "muon":
+            raise PretrainConfigError("pretrain.optimizer=muon needs whole matrices; it does not work "
+                                      "with trainer.strategy=fsdp (use ddp, or adamw)")
         wrap = {type(m) for m in model.modules() if type(m).__name__ in set(t.fsdp_wrap)}
         if not wrap:
             raise PretrainConfigError(f"trainer.fsdp_wrap={list(t.fsdp_wrap)}: no such module class in the model")
@@ -141,8 +182,10 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     tokenizer_dir = p.tokenizer_dir or meta.tokenizer_dir
-    module = PretrainModule(model_config(cfg, meta), OmegaConf.to_container(p, resolve=True),
-                            OmegaConf.to_container(t, resolve=True), tokenizer_dir)
+    model = model_config(cfg, meta)
+    identity = run_identity(cfg, model, meta)
+    module = PretrainModule(model, OmegaConf.to_container(p, resolve=True),
+                            OmegaConf.to_container(t, resolve=True), tokenizer_dir, identity)
     gpt = module.model
     n_params = gpt.num_params()
     print(f"model {cfg.model.name}: {n_params:,} parameters "
@@ -155,7 +198,7 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
         logger = StageRunLogger(mlflow.get_tracking_uri(), run.run_id)
     trainer_kwargs = dict(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=make_strategy(t, gpt), precision=t.precision, deterministic=t.deterministic,
+        strategy=make_strategy(t, gpt, p.optimizer), precision=t.precision, deterministic=t.deterministic,
         max_steps=p.max_steps, limit_val_batches=0, num_sanity_val_steps=0,
         logger=logger or False, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=t.enable_progress_bar, use_distributed_sampler=False,
@@ -168,6 +211,10 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     on_gpu = t.accelerator in {"gpu", "cuda"} or (t.accelerator == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if on_gpu else "cpu")
     peak = peak_flops(device, t.precision, t.peak_tflops)
+    if datamodule.val_block_size < batch.block_size:
+        run.summary.notes.append(
+            f"val split has {meta.split('val').n_tokens} tokens: validating on windows of "
+            f"{datamodule.val_block_size} tokens instead of model.block_size={batch.block_size}")
     static = {"params": n_params, "params_non_embedding": gpt.num_params(non_embedding=True),
               "flops_per_token": gpt.flops_per_token(), "tokens_per_step": batch.tokens_per_step,
               "world_size": batch.world_size}
@@ -179,11 +226,7 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     trainer = L.Trainer(**trainer_kwargs, accumulate_grad_batches=batch.accum,
                         callbacks=[monitor, evaluator])
 
-    resume_from = ckpt_dir / LAST if p.resume and (ckpt_dir / LAST).exists() else None
-    if resume_from is not None:
-        step = check_resumable(resume_from, gpt.config_dict())
-        run.summary.notes.append(f"resumed from {resume_from} at step {step}")
-        print(f"resuming from {resume_from} at step {step}", file=sys.stderr)
+    resume_from = resume_point(cfg, identity, ckpt_dir, run)
     run.log_metrics({"model.params": n_params, "train.tokens_per_step": batch.tokens_per_step,
                      "train.grad_accum_steps": batch.accum})
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)

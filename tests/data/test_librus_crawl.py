@@ -54,7 +54,7 @@ class FaultySite(MirrorSite):
         if fault == "off_host":
             return Response(302, b"", {"Location": "http://elsewhere.example/stolen.txt"})
         if fault == "local_redirect":
-            return Response(301, b"", {"Location": path.replace("sad.txt", "sad.txt?moved=1")})
+            return Response(301, b"", {"Location": path + "?moved=1"})
         if fault == "wrong_charset":
             return replace(page, headers={"Content-Type": "text/html; charset=koi8-r"})
         return page
@@ -193,3 +193,52 @@ def test_rate_limit_spaces_requests_per_host(site_factory):
             crawler.fetch(f"{LIBRU}/LITRA/ZARECHNYJ/{name}.txt")
         elapsed = time.monotonic() - started
     assert elapsed >= 3 / policy.requests_per_second * 0.9
+
+
+def test_robots_crawl_delay_slows_that_host_down(site_factory, monkeypatch):
+    import time
+
+    site = site_factory({})
+    original = site.respond
+
+    def robots_with_delay(path: str) -> Response:
+        if path == "/robots.txt":
+            return Response(200, b"User-agent: *\nCrawl-delay: 0.1\n",
+                            {"Content-Type": "text/plain"})
+        return original(path)
+
+    monkeypatch.setattr(site, "respond", robots_with_delay)
+    with crawler_for(site, None) as crawler:
+        started = time.monotonic()
+        for name in ("veter", "lekar", "pisma"):
+            assert crawler.fetch(f"{LIBRU}/LITRA/ZARECHNYJ/{name}.txt").status == OK
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.2 * 0.9  # the delay is known after robots.txt: 3 pages, 2 gaps of 0.1 s
+
+
+def test_final_http_answers_are_cached_with_their_reason(site_factory, tmp_path: Path):
+    site = site_factory({})
+    cache = PageCache(tmp_path / "cache")
+    url = f"{LIBRU}/LITRA/ZARECHNYJ/missing.txt"
+    with crawler_for(site, cache) as crawler:
+        first = crawler.fetch(url)
+        second = crawler.fetch(url)
+    assert (first.status, first.http_status, first.from_cache) == (HTTP_ERROR, 404, False)
+    assert (second.status, second.http_status, second.from_cache) == (HTTP_ERROR, 404, True)
+    assert "404" in (second.error or "")
+    assert site.requests["/LITRA/ZARECHNYJ/missing.txt"] == 1
+
+
+def test_a_redirected_robots_txt_is_followed_without_deadlock(site_factory):
+    import threading
+
+    site = site_factory({"/robots.txt": ["local_redirect"]})
+    results = []
+    with crawler_for(site, None) as crawler:
+        worker = threading.Thread(target=lambda: results.append(
+            crawler.fetch(f"{LIBRU}/LITRA/ZARECHNYJ/drafts/chernovik.txt")), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+    assert not worker.is_alive(), "fetching robots.txt through a redirect hung"
+    assert results[0].status == SKIPPED_ROBOTS  # the redirected robots.txt was read and obeyed
+    assert site.requests["/robots.txt"] == 2

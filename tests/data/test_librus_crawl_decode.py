@@ -15,12 +15,19 @@ PROSE = ("Весь день они таскали мешки с песком и 
 
 
 @pytest.mark.parametrize("encoding", ["koi8-r", "windows-1251", "utf-8"])
-@pytest.mark.parametrize("header", [None, "koi8-r", "windows-1251", "utf-8", "x-no-such"])
+@pytest.mark.parametrize("header", [None, "koi8-r", "windows-1251", "utf-8", "iso-8859-1",
+                                    "x-no-such"])
 def test_the_right_cyrillic_encoding_wins_whatever_the_header_says(encoding, header):
     data = f"<html><body><pre>{PROSE}</pre></body></html>".encode(encoding)
     text, found = decode_bytes(data, header)
     assert found == encoding
     assert PROSE in text
+
+
+def test_non_russian_pages_are_left_as_declared():
+    french = "Eh bien, mon prince. Gênes et Lucques ne sont plus que des apanages, des états."
+    assert decode_bytes(french.encode("windows-1252"), "windows-1252") == (french, "windows-1252")
+    assert decode_bytes(b"User-agent: *\nDisallow: /cgi-bin/\n")[1] == "utf-8"
 
 
 def test_evidence_is_reported_by_source():
@@ -50,7 +57,7 @@ def test_mirror_pages_decode_and_the_lying_header_is_caught():
             assert (decoded.encoding, decoded.source) == ("koi8-r", "corrected")
         elif header:
             assert decoded.encoding == header, rel
-        if rel.endswith(("txt", "shtml")) and "robots" not in rel and "drafts" not in rel:
+        if "/text_" in rel or (rel.endswith(".txt") and "robots" not in rel and "drafts" not in rel):
             assert russian_score(decoded.text)[1] > 200, rel
 
 

@@ -160,3 +160,23 @@ def test_execute_stage_without_tracking(fx, corpora: Path) -> None:
     assert summary.wrote["vocab_size"] > 0
     summary = execute_stage("tokenize", cfg)
     assert summary.wrote["train_tokens"] > 0 and summary.wrote["val_docs"] > 0
+
+
+def test_report_numbers_reach_mlflow(fx, corpora: Path, tmp_tracking_uri: str) -> None:
+    import mlflow
+
+    from src.config import load_config
+
+    base = fx.tokenizer_cfg(corpora)
+    cfg = load_config({**base, "tracking": {**base.tracking, "enabled": True, "uri": tmp_tracking_uri}})
+    execute_stage("train_tokenizer", cfg)
+    execute_stage("tokenize", cfg)
+    mlflow.set_tracking_uri(tmp_tracking_uri)
+    prefix = cfg.tracking.experiment_prefix
+    (trained,) = mlflow.search_runs(experiment_names=[f"{prefix}train_tokenizer"], output_format="list")
+    assert trained.data.metrics["tokenizer.roundtrip_rate"] == 1.0
+    assert trained.data.metrics["tokenizer.chars_per_token"] > 1.0
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(trained.info.run_id)}
+    assert {"report.json", "report.md", "tokenizer.json"} <= artifacts
+    (tokenized,) = mlflow.search_runs(experiment_names=[f"{prefix}tokenize"], output_format="list")
+    assert tokenized.data.metrics["tokens.train.n_tokens"] > 0

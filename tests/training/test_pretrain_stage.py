@@ -41,8 +41,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path: Path, token_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.training.conftest import small_config
     from src.training.callbacks import Evaluator
+    from tests.training.conftest import small_config
 
     # Dropout makes the global RNG matter; save_every=2 and a kill after step 3 means the resumed
     # run must redo step 3 from the step-2 checkpoint and land on the same weights anyway.
@@ -145,3 +145,17 @@ def test_tracked_run_logs_metrics_samples_and_finishes(tmp_path: Path, make_conf
     text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/samples/step_000006.txt")
     assert "## два\nдва" in text and "## три\nтри" in text
     assert "metrics.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+
+
+def test_rerun_resumes_only_the_same_config(tmp_path: Path, make_config) -> None:
+    run_pretrain(make_config("pretrain.max_steps=3", "pretrain.warmup_steps=1"))
+    first = _weights(tmp_path / "ckpt" / "last.ckpt")
+    # The same command again: the finished run is picked up and not retrained.
+    again = run_pretrain(make_config("pretrain.max_steps=3", "pretrain.warmup_steps=1"))
+    assert any("resumed from" in n for n in again.summary.notes)
+    assert all(torch.equal(first[k], v) for k, v in _weights(tmp_path / "ckpt" / "last.ckpt").items())
+    # Another learning rate is another run: it starts over instead of mixing the two.
+    other = run_pretrain(make_config("pretrain.max_steps=3", "pretrain.warmup_steps=1", "pretrain.lr=0.01"))
+    assert any("starting over" in n and "pretrain.lr" in n for n in other.summary.notes)
+    assert not torch.equal(first["model.transformer.wte.weight"],
+                           _weights(tmp_path / "ckpt" / "last.ckpt")["model.transformer.wte.weight"])

@@ -37,7 +37,7 @@ def _stream(token_dir: Path, start: int, n: int, rank: int = 0, seed: int = 7, w
 def test_windows_are_a_pure_function_of_the_step(token_dir: Path) -> None:
     full = _stream(token_dir, 0, 6)
     resumed = _stream(token_dir, 3, 3)
-    for (x1, y1), (x2, y2) in zip(full[3:], resumed):
+    for (x1, y1), (x2, y2) in zip(full[3:], resumed, strict=True):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(full[0][0], full[1][0])
     assert not torch.equal(full[0][0], _stream(token_dir, 0, 1, rank=1)[0][0])
@@ -47,7 +47,7 @@ def test_windows_are_a_pure_function_of_the_step(token_dir: Path) -> None:
 def test_workers_keep_the_step_order(token_dir: Path) -> None:
     single = _stream(token_dir, 5, 4)
     parallel = _stream(token_dir, 5, 4, workers=2)
-    for (x1, _), (x2, _) in zip(single, parallel):
+    for (x1, _), (x2, _) in zip(single, parallel, strict=True):
         assert torch.equal(x1, x2)
 
 

@@ -10,11 +10,13 @@ class LibrusParseConfig:
     """How a page is recognized (work / index) and what site furniture is dropped."""
 
     # A Moshkov page is an index (a list of links) when link text makes up this share of its text...
-    index_link_share: float = 0.5
+    index_link_share: float = 0.3
     # ...and it has at least this many links.
-    index_min_links: int = 5
+    index_min_links: int = 10
     # Drop the page's own "Author. Title" heading at the top of the text (it is in the title column).
     drop_title_heading: bool = True
+    # ...looking at this many non-blank lines at the top (az pages repeat author and title).
+    title_scan_lines: int = 6
 
 
 @dataclass
@@ -74,16 +76,25 @@ class LibrusRulesConfig:
     volume_refs: bool = True  # "(т. 5, с. 123)", "ПСС, т. XII"
     bib_footnotes: bool = True  # "3 Рядом с «...», т. I, с. 45." (numbered bibliographic notes)
     index_entries: bool = True  # name-index lines "Лейкин Н. А. (1841-1906) — 127, 438"
-    note_markers: bool = True  # [1], {1}, (сноска 1), superscripts, "слово*"
+    note_markers: bool = True  # [1], {1}, (сноска 1), superscripts, "слово*", "слово.(5)"
+    separator_lines: bool = True  # lines of ----- / ===== / _____ (the blocks they framed are gone)
     section_titles: list[str] = field(default_factory=_section_titles)
+    # A short line opening with one of these ends an apparatus section (the work resumes).
+    section_resume_words: list[str] = field(default_factory=lambda: [
+        "часть", "глава", "книга", "том", "действие", "эпилог", "пролог",
+    ])
+    section_resume_max_chars: int = 40
     textological_prefixes: list[str] = field(default_factory=_textological_prefixes)
     archive_code_names: list[str] = field(default_factory=_archive_codes)
     # Lines longer than these are prose, never a letter header / a footnote / an index entry.
     letter_header_max_chars: int = 80
     bib_footnote_max_chars: int = 400
+    edition_line_max_chars: int = 200
     index_entry_max_chars: int = 300
     # A ---- block longer than this is text between two rules, not a credit or footnote block.
-    block_max_chars: int = 3000
+    block_max_chars: int = 6000
+    # A footnote body runs from its mark to the next blank line, but never past this many lines.
+    footnote_max_lines: int = 40
 
 
 @dataclass

@@ -93,9 +93,11 @@ class SubsDedupConfig:
     exact: bool = True
     near: bool = True
     shingle_words: int = 4
-    num_perm: int = 128
-    bands: int = 32
-    threshold: float = 0.7
+    # Bottom-k sketch: the k smallest shingle hashes of a file.
+    sketch_size: int = 256
+    # Files sharing fewer sketch hashes than this are not compared at all (a cheap pre-filter).
+    min_shared_hashes: int = 8
+    threshold: float = 0.7  # estimated Jaccard similarity at or above which a file is a duplicate
     seed: int = 20240
 
 
@@ -103,7 +105,7 @@ class SubsDedupConfig:
 class SubsLangIdConfig:
     keep_languages: list[str] = field(default_factory=lambda: ["ru", "en"])
     # Only the first sample_chars of a cleaned file are looked at.
-    sample_chars: int = 20000
+    sample_chars: int = 6000
     # Fewer letters than this: language "unknown".
     min_letters: int = 20
     # Best language's share of stopword hits below this: "unknown".
@@ -120,6 +122,10 @@ class CleanSubsConfig:
     chunksize: int = 4
     # Apply src.text.normalize.normalize_text (config section `normalize`) to each utterance.
     normalize_text: bool = True
+    # Overrides `normalize.repair_mojibake` here: our decoder already chose the code page from the
+    # bytes, and the normalizer's re-guess from text is two thirds of its time. Switch on for corpora
+    # with double-encoded (UTF-8 read as cp1251 and saved again) files.
+    repair_mojibake: bool = False
     # Per-file warnings listed in report.md (all of them are in report.json).
     report_max_warnings: int = 5
     decode: SubsDecodeConfig = field(default_factory=SubsDecodeConfig)

@@ -16,6 +16,8 @@ class NormalizeConfig:
     mojibake_sample_chars: int = 20000
     # A candidate decoding must beat the text as given by this much (0..1 plausibility score).
     mojibake_min_gain: float = 0.25
+    # Shorter texts (in letters) are never "repaired": too little evidence.
+    mojibake_min_letters: int = 40
     nfc: bool = True
     yo_to_e: bool = True
     # „…“, “…”, "…" -> «…»; with nested_quotes a quote inside «…» becomes „…“.

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -10,9 +9,9 @@ class LibrusAuthor:
 
     name: str = "???"
     # Directory under Moshkov's /LITRA/, e.g. CHEHOW -> http://lib.ru/LITRA/CHEHOW/
-    moshkov: Optional[str] = None
+    moshkov: str | None = None
     # "<letter>/<slug>" on az.lib.ru, e.g. c/chehov_a_p -> http://az.lib.ru/c/chehov_a_p/
-    az: Optional[str] = None
+    az: str | None = None
 
 
 @dataclass
@@ -25,7 +24,7 @@ class LibrusSite:
     # Regex on a link's file name (search): which links on an author index are works.
     work_pattern: str = "???"
     # Regex on a link's file name (search): links that look like works but are not (format variants).
-    skip_pattern: Optional[str] = None
+    skip_pattern: str | None = None
 
 
 @dataclass
@@ -66,6 +65,9 @@ class DecodePolicy:
     margin: float = 0.5
     # Pages with fewer Cyrillic letters are not second-guessed.
     min_letters: int = 20
+    # Mean log-probability per letter below which a decoding does not read as Russian (prose about
+    # -3.2, koi8-r/windows-1251 mojibake about -6.9).
+    min_score: float = -4.5
 
 
 @dataclass
@@ -83,10 +85,10 @@ class ScrapeLibrusConfig:
     mirror_dir: str = "data/sample/librus_mirror"
     # The mirror's table of Content-Type charsets, relative to mirror_dir.
     mirror_charsets: str = "charsets.json"
-    local_dir: Optional[str] = None
+    local_dir: str | None = None
     local_suffixes: list[str] = field(default_factory=lambda: [".txt", ".html", ".htm", ".shtml"])
     # Per author and site, at most this many works (null = all): for quick trials on the real site.
-    max_works_per_author: Optional[int] = None
+    max_works_per_author: int | None = None
     moshkov: LibrusSite = field(default_factory=lambda: LibrusSite(
         base_url="http://lib.ru", author_path="/LITRA/{dir}/", work_pattern=r"\.txt$",
         skip_pattern=r"_(Ascii\.txt|with-big-pictures\.html|Contents)$|\.(fb2|zip|rar)$"))

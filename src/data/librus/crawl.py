@@ -100,10 +100,11 @@ class PageCache:
             return None
         if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
             return None
+        status, http_status = meta["status"], meta.get("http_status")
         return FetchResult(
-            url=url, final_url=meta["final_url"], status=meta["status"],
-            http_status=meta.get("http_status"), content_type=meta.get("content_type"),
-            body=body, from_cache=True,
+            url=url, final_url=meta["final_url"], status=status, http_status=http_status,
+            content_type=meta.get("content_type"), body=body, from_cache=True,
+            error=None if status == OK else f"HTTP {http_status} (answered before; cached)",
         )
 
     def put(self, result: FetchResult) -> None:
@@ -118,19 +119,53 @@ class PageCache:
         atomic_write_bytes(meta_path, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
 
 
+def crawl_delay(lines: list[str], user_agent: str) -> float | None:
+    """The Crawl-delay (seconds, fractions allowed) of the robots.txt group that applies to us.
+
+    urllib.robotparser reads only whole seconds; a group naming our agent beats the `*` group.
+    """
+    agent = user_agent.split("/")[0].lower()
+    delays: dict[str, float] = {}
+    group: list[str] = []
+    in_rules = False
+    for raw in lines:
+        key, _, value = raw.split("#", 1)[0].partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "user-agent":
+            if in_rules:
+                group, in_rules = [], False
+            group.append(value.lower())
+        elif key:
+            in_rules = True
+            if key == "crawl-delay":
+                try:
+                    for name in group:
+                        delays[name] = float(value)
+                except ValueError:
+                    continue
+    named = [d for name, d in delays.items() if name != "*" and name in agent]
+    return named[0] if named else delays.get("*")
+
+
 class HostThrottle:
     """At most `rate` request starts per second per host, shared by all threads."""
 
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._host_interval: dict[str, float] = {}
         self._next: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def slow_down(self, host: str, interval: float) -> None:
+        """A longer interval for one host (its robots.txt Crawl-delay); never a shorter one."""
+        with self._lock:
+            self._host_interval[host] = max(interval, self._host_interval.get(host, 0.0))
 
     def wait(self, host: str) -> None:
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next.get(host, now))
-            self._next[host] = slot + self.interval
+            self._next[host] = slot + max(self.interval, self._host_interval.get(host, 0.0))
         if slot > now:
             time.sleep(slot - now)
 
@@ -238,21 +273,27 @@ class Crawler:
         url = origin + "/robots.txt"
         result = self.cache.get(url) if self.cache is not None else None
         if result is None:
-            result = self._fetch_following_redirects(url)
+            # No robots check on its own redirects: robots.txt is always fetchable, and asking
+            # would re-enter the lock we hold.
+            result = self._fetch_following_redirects(url, check_robots=False)
             if self.cache is not None and (result.status == OK or (
                     result.http_status is not None and 400 <= result.http_status < 500)):
                 self.cache.put(result)
         self._count("robots_files")
         parser = urllib.robotparser.RobotFileParser(url)
         if result.status == OK:
-            parser.parse((result.body or b"").decode("utf-8", "replace").splitlines())
+            lines = (result.body or b"").decode("utf-8", "replace").splitlines()
+            parser.parse(lines)
+            delay = crawl_delay(lines, self.policy.user_agent)
+            if delay:
+                self.throttle.slow_down(urlsplit(origin).hostname or "", float(delay))
         elif result.http_status is not None and 400 <= result.http_status < 500:
             parser.allow_all = True  # no robots.txt: everything is allowed
         else:
             return None
         return parser
 
-    def _fetch_following_redirects(self, url: str) -> FetchResult:
+    def _fetch_following_redirects(self, url: str, check_robots: bool = True) -> FetchResult:
         current, requests = url, 0
         for _ in range(self.policy.max_redirects + 1):
             result = self._request_with_retries(current)
@@ -275,7 +316,7 @@ class Crawler:
                 return FetchResult(url, target, OFF_HOST, http_status=result.http_status,
                                    error=f"redirect to {target} leaves the crawled hosts",
                                    requests=requests)
-            if self.policy.respect_robots and not self.robots_allows(target):
+            if check_robots and self.policy.respect_robots and not self.robots_allows(target):
                 return FetchResult(url, target, SKIPPED_ROBOTS, http_status=result.http_status,
                                    error=f"redirect to {target} disallowed by robots.txt",
                                    requests=requests)

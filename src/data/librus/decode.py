@@ -30,6 +30,9 @@ DEFAULT_RIVALS: tuple[str, ...] = ("utf-8", "koi8-r", "windows-1251")
 DEFAULT_MARGIN = 0.5
 # Fewer Cyrillic letters than this and the frequency check has nothing to say.
 DEFAULT_MIN_LETTERS = 20
+# Mean log-probability per letter below which text does not read as Russian: real prose scores
+# about -3.2, koi8-r/windows-1251 mojibake about -6.9, UTF-8 read as windows-1251 about -8.4.
+DEFAULT_MIN_SCORE = -4.5
 # Enough of a page to detect or sniff its charset; the rest only costs time.
 SNIFF_BYTES = 4096
 DETECT_BYTES = 65536
@@ -104,9 +107,17 @@ def _strict_prefix(data: bytes, encoding: str, limit: int) -> str | None:
         return None
 
 
-def _detect(data: bytes) -> str | None:
+def _detect(data: bytes, rivals: tuple[str, ...], min_letters: int, min_score: float) -> str | None:
+    """UTF-8 if it is valid UTF-8; else the rival that reads best as Russian; else charset-normalizer.
+
+    The rivals go before the generic detector because on short pages it happily calls koi8-r bytes
+    shift_jis or mac-roman, and this crawler reads Russian sites.
+    """
     if _strict(data, "utf-8") is not None:
         return "utf-8"
+    best = _best_rival(data, rivals, min_letters, min_score)
+    if best is not None:
+        return best[1]
     from charset_normalizer import from_bytes
 
     best = from_bytes(data[:DETECT_BYTES]).best()
@@ -119,6 +130,7 @@ def decode_html(
     rivals: tuple[str, ...] = DEFAULT_RIVALS,
     margin: float = DEFAULT_MARGIN,
     min_letters: int = DEFAULT_MIN_LETTERS,
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> Decoded:
     """Decode a page; raise ValueError saying why when no candidate decodes it."""
     if not data:
@@ -140,7 +152,7 @@ def decode_html(
         if source == "meta":
             label = meta_charset(data)
         elif source == "detected":
-            label = _detect(data)
+            label = _detect(data, rivals, min_letters, min_score)
         encoding = canonical_encoding(label)
         if encoding is None:
             if label:
@@ -155,7 +167,7 @@ def decode_html(
 
     if chosen is None:
         # Evidence failed; a page that reads as one of the rivals is still worth keeping.
-        best = _best_rival(data, rivals, min_letters)
+        best = _best_rival(data, rivals, min_letters, min_score)
         if best is None:
             raise ValueError("undecodable: " + (", ".join(tried) or "no charset evidence")
                              + f"; none of {', '.join(rivals)} decodes it as Russian text")
@@ -163,23 +175,30 @@ def decode_html(
 
     text, encoding, source = chosen
     score, letters = russian_score(text[:SCORE_BYTES])
-    if letters >= min_letters:
-        for rival in rivals:
-            rival = canonical_encoding(rival) or rival
-            if rival == encoding:
-                continue
-            rival_head = _strict_prefix(data, rival, SCORE_BYTES)
-            if rival_head is None:
-                continue
-            rival_score, rival_letters = russian_score(rival_head)
-            if rival_letters >= min_letters and rival_score > score + margin:
-                rival_text = _strict(data, rival)
-                if rival_text is not None:
-                    text, encoding, source, score = rival_text, rival, "corrected", rival_score
+    if letters < min_letters:
+        # Nothing Cyrillic to judge (an ISO-8859-1 header on a Russian page reads as Latin junk):
+        # any rival that does read as Russian is better.
+        score = -math.inf
+    for rival in rivals:
+        rival = canonical_encoding(rival) or rival
+        if rival == encoding:
+            continue
+        rival_head = _strict_prefix(data, rival, SCORE_BYTES)
+        if rival_head is None:
+            continue
+        rival_score, rival_letters = russian_score(rival_head)
+        if (rival_letters >= min_letters and rival_score >= min_score
+                and rival_score > score + margin):
+            rival_text = _strict(data, rival)
+            if rival_text is not None:
+                text, encoding, source, score = rival_text, rival, "corrected", rival_score
     return Decoded(text, encoding, source)
 
 
-def _best_rival(data: bytes, rivals: tuple[str, ...], min_letters: int) -> tuple[str, str] | None:
+def _best_rival(
+    data: bytes, rivals: tuple[str, ...], min_letters: int, min_score: float
+) -> tuple[str, str] | None:
+    """(text, encoding) of the rival that reads best as Russian, if any reads as Russian at all."""
     best: tuple[float, str, str] | None = None
     for rival in rivals:
         encoding = canonical_encoding(rival) or rival
@@ -187,7 +206,7 @@ def _best_rival(data: bytes, rivals: tuple[str, ...], min_letters: int) -> tuple
         if text is None:
             continue
         score, letters = russian_score(text[:SCORE_BYTES])
-        if letters >= min_letters and (best is None or score > best[0]):
+        if letters >= min_letters and score >= min_score and (best is None or score > best[0]):
             best = (score, text, encoding)
     return (best[1], best[2]) if best else None
 

@@ -68,7 +68,9 @@ def clean_page(page: str, cleaner: Cleaner, name: str) -> CleanedDocument:
     ncfg = cleaner.normalize
     fixed = None
     if ncfg.enabled and ncfg.repair_mojibake:
-        fix = repair_mojibake(text, ncfg.mojibake_sample_chars, ncfg.mojibake_min_gain)
+        fix = repair_mojibake(
+            text, ncfg.mojibake_sample_chars, ncfg.mojibake_min_gain, ncfg.mojibake_min_letters
+        )
         text = fix.text
         if fix.wrong_codec:
             fixed = f"{fix.true_codec} read as {fix.wrong_codec}"

@@ -65,10 +65,20 @@ _BLOCK_TAG = re.compile(
     r"</?(?:p|div|dd|dt|dl|li|ul|ol|dir|center|table|tr|td|blockquote|hr|pre)\b[^>]*>|<br\s*/?>",
     re.IGNORECASE,
 )
-_ANY_TAG = re.compile(r"<[^>]*>")
-_AZ_FOOTNOTE_BODY = re.compile(r"<dd>(?:\s|&nbsp;)*<u>\s*(\d{1,4})\s*</u>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[/!]?[A-Za-z][^>]*>")
+_AZ_FOOTNOTE_BODY = re.compile(
+    r"<dd>(?:\s|&nbsp;)*(?:<b>\s*)?<u>\s*(\d{1,4})\s*</u>(?:\s*</b>)?(?:\s|&nbsp;)*", re.IGNORECASE
+)
 _SUP = re.compile(r"<sup\b[^>]*>(.*?)</sup>", re.IGNORECASE | re.DOTALL)
 _NAV_LINE = re.compile(r"^\s*(?:\[[^\]\n]{1,40}\]\s*)+$", re.MULTILINE)
+# A line made only of links and separators: breadcrumbs ("Lib.Ru: Русская классика: Автор"), menus.
+_LINK_SEPARATORS = r"(?:[:|\[\]>»/·., \t-]|<(?![aA]\b)[^>\n]*>)*"
+_LINK_ONLY_LINE = re.compile(
+    rf"^(?:{_LINK_SEPARATORS}<a\b[^>\n]*>[^\n]*?</a>)+{_LINK_SEPARATORS}$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A line that is only a name: "И. К. Грачев", "Павел Андреевич Заречный".
+_NAME_LINE = re.compile(r"^(?:[А-ЯЁA-Z][а-яёa-z]*\.?[ \t]*){1,4}$")
 _SPACES = re.compile(r"\s+")
 
 
@@ -89,7 +99,7 @@ def parse_page(page: str, cfg: LibrusParseConfig, name: str = "page") -> ParsedP
         return ParsedPage(TEXT, LOCAL, None, None, page, len(page))
     author, title = _title_parts(page)
     if fmt == AZ:
-        return _parse_az(page, author, title, name)
+        return _parse_az(page, author, title, name, cfg)
     return _parse_moshkov(page, author, title, cfg)
 
 
@@ -128,6 +138,7 @@ def _parse_moshkov(page: str, author: str | None, title: str | None, cfg: Librus
         return ParsedPage(INDEX, MOSHKOV, title, author, "", len(page),
                           note=f"index page: {len(links)} links, {link_chars / visible:.0%} of its text")
     body = _BUY_LINK.sub("\n", body)
+    body = _LINK_ONLY_LINE.sub("", body)
 
     def heading(match: re.Match[str]) -> str:
         return "\n\n" + _SPACES.sub(" ", html.unescape(_ANY_TAG.sub("", match.group(2)))).strip() + "\n\n"
@@ -136,21 +147,36 @@ def _parse_moshkov(page: str, author: str | None, title: str | None, cfg: Librus
     text = _FOOTER_LINE.sub("", text)
     text = _NAV_LINE.sub("", text)
     if cfg.drop_title_heading and title:
-        text = _drop_title_heading(text, author, title)
+        text = _drop_title_heading(text, author, title, cfg.title_scan_lines)
     if not text.strip():
         raise ParseError("moshkov page: nothing left after removing the site furniture")
     return ParsedPage(TEXT, MOSHKOV, title, author, text.strip("\n"), len(page))
 
 
-def _drop_title_heading(text: str, author: str | None, title: str) -> str:
-    """Remove the first non-blank line when it only repeats "Author. Title"."""
-    head, _, rest = text.lstrip("\n").partition("\n")
-    squeezed = _SPACES.sub(" ", head).strip().rstrip(".")
-    candidates = {title, f"{author}. {title}" if author else title}
-    return rest if squeezed in candidates else text
+def _drop_title_heading(text: str, author: str | None, title: str, scan_lines: int) -> str:
+    """Drop lines among the first `scan_lines` non-blank ones that only repeat the title or author."""
+    candidates = {title.casefold(), f"{author}. {title}".casefold() if author else ""}
+    author_words = {w.casefold() for w in (author or "").split() if len(w) > 2}
+    lines = text.split("\n")
+    seen = 0
+    for i, line in enumerate(lines):
+        squeezed = _SPACES.sub(" ", line).strip().rstrip(".")
+        if not squeezed:
+            continue
+        seen += 1
+        if seen > scan_lines:
+            break
+        is_name = bool(_NAME_LINE.match(squeezed)) and any(
+            w.strip(".").casefold() in author_words for w in squeezed.split()
+        )
+        if squeezed.casefold() in candidates or is_name:
+            lines[i] = ""
+    return "\n".join(lines)
 
 
-def _parse_az(page: str, author: str | None, title: str | None, name: str) -> ParsedPage:
+def _parse_az(
+    page: str, author: str | None, title: str | None, name: str, cfg: LibrusParseConfig
+) -> ParsedPage:
     start = _AZ_START.search(page) or _AZ_BEGINS.search(page)
     if start is None:
         raise ParseError(f"{name}: az.lib.ru page without the 'Собственно произведение' marker")
@@ -162,7 +188,8 @@ def _parse_az(page: str, author: str | None, title: str | None, name: str) -> Pa
         work = page[start.end(): stop if stop >= 0 else len(page)]
     else:
         work = page[start.end(): end.start()]
-    work = _DROP_ELEMENTS.sub("", work)
+    # HTML line breaks are only whitespace here; paragraphs are the <dd>/<p>/<div> blocks.
+    work = _DROP_ELEMENTS.sub("", work).replace("\n", " ")
     # Footnote bodies become "[N] text" paragraphs, note marks "[N]": the rules remove both, counted.
     work = _AZ_FOOTNOTE_BODY.sub(lambda m: f"\n[{m.group(1)}] ", work)
 
@@ -172,6 +199,8 @@ def _parse_az(page: str, author: str | None, title: str | None, name: str) -> Pa
 
     text = _to_text(_SUP.sub(sup, work))
     text = "\n".join(line.strip() for line in text.split("\n"))
+    if cfg.drop_title_heading and title:
+        text = _drop_title_heading(text, author, title, cfg.title_scan_lines)
     if not text.strip():
         raise ParseError(f"{name}: az.lib.ru page with an empty work section")
     return ParsedPage(TEXT, AZ, title, author, text.strip("\n"), len(page), note)

@@ -9,6 +9,7 @@ the real site), `http` (lib.ru and az.lib.ru), `local` (a folder of .html/.txt f
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
@@ -59,6 +60,9 @@ MANIFEST_SCHEMA = pa.schema([
     ("from_cache", pa.bool_()),
     ("requests", pa.int32()),  # HTTP requests made for it in this run
     ("parent_url", pa.string()),  # the index page that linked it
+    # index pages: links followed, and links left alone (site furniture, other authors, variants)
+    ("links_followed", pa.int32()),
+    ("links_ignored", pa.int32()),
 ])
 
 
@@ -70,7 +74,7 @@ class Task:
     format: str
     title: str
     author_root: str
-    site: LibrusSite
+    site: LibrusSite | None  # None for local files
     depth: int = 0
     parent_url: str | None = None
 
@@ -94,6 +98,7 @@ def scrape_librus(cfg: DictConfig, run: StageRun) -> None:
 # -- crawling the sites -------------------------------------------------------------------------
 def scrape_sites(conf: ScrapeLibrusConfig, out_dir: Path, run: StageRun) -> list[dict[str, Any]]:
     sites = {MOSHKOV: conf.moshkov, AZ: conf.az}
+    check_sites(sites)
     hosts = {_host(site.base_url) for site in sites.values()}
     with ExitStack() as stack:
         transport = Transport()
@@ -115,6 +120,22 @@ def scrape_sites(conf: ScrapeLibrusConfig, out_dir: Path, run: StageRun) -> list
         for key, value in sorted(crawler.stats.items()):
             run.summary.add("read", f"http_{key}", value)
     return rows
+
+
+def check_sites(sites: dict[str, LibrusSite]) -> None:
+    """Bad patterns or URLs fail before any request, naming the key."""
+    for name, site in sites.items():
+        for key in ("work_pattern", "skip_pattern"):
+            pattern = getattr(site, key)
+            try:
+                if pattern is not None:
+                    re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"scrape_librus.{name}.{key}: bad regex {pattern!r} ({exc})") from None
+        if urlsplit(site.base_url).scheme not in ("http", "https") or not _host(site.base_url):
+            raise ValueError(f"scrape_librus.{name}.base_url: {site.base_url!r} is not an http(s) URL")
+        if "{dir}" not in site.author_path:
+            raise ValueError(f"scrape_librus.{name}.author_path: {site.author_path!r} lacks {{dir}}")
 
 
 def seeds(conf: ScrapeLibrusConfig, sites: dict[str, LibrusSite]) -> list[Task]:
@@ -142,7 +163,7 @@ def crawl(conf: ScrapeLibrusConfig, crawler: Crawler, out_dir: Path,
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                task = pending.pop(future)
+                pending.pop(future)
                 row, children = future.result()
                 rows.append(row)
                 bar.update(1)
@@ -176,7 +197,8 @@ def fetch_task(conf: ScrapeLibrusConfig, crawler: Crawler, out_dir: Path,
     row.update(bytes=len(body), sha256=hashlib.sha256(body).hexdigest())
     try:
         decoded = decode_html(body, result.header_charset, tuple(conf.decode.rivals),
-                              conf.decode.margin, conf.decode.min_letters)
+                              conf.decode.margin, conf.decode.min_letters,
+                              conf.decode.min_score)
     except ValueError as exc:
         row.update(status=DECODE_ERROR, error=f"{task.url}: {exc}")
         return row, []
@@ -185,8 +207,9 @@ def fetch_task(conf: ScrapeLibrusConfig, crawler: Crawler, out_dir: Path,
     if task.kind == TEXT and not task.title:
         row["title"] = page_title(decoded.text)
     children: list[Task] = []
-    if task.kind == INDEX:
+    if task.kind == INDEX and task.site is not None:
         links = index_links(decoded.text, result.final_url, task.author_root, task.site)
+        row.update(links_followed=len(links.follow), links_ignored=links.outside + links.not_works)
         for link in links.follow:
             if link.kind == INDEX and task.depth >= conf.crawl.max_index_depth:
                 continue
@@ -211,7 +234,7 @@ def scrape_local(conf: ScrapeLibrusConfig, out_dir: Path) -> list[dict[str, Any]
                      disable=None if conf.progress else True):
         rel = path.relative_to(root).as_posix()
         author = path.parent.name if path.parent != root else ""
-        task = Task(f"local:{rel}", TEXT, author, LOCAL, path.stem, "", conf.moshkov)
+        task = Task(f"local:{rel}", TEXT, author, LOCAL, path.stem, "", None)
         if path.suffix.lower() not in suffixes:
             rows.append(_row(task, status=SKIPPED_SUFFIX,
                              error=f"{rel}: suffix not in scrape_librus.local_suffixes"))
@@ -224,7 +247,7 @@ def scrape_local(conf: ScrapeLibrusConfig, out_dir: Path) -> list[dict[str, Any]
         row = _row(task, status=OK, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
         try:
             decoded = decode_html(data, None, tuple(conf.decode.rivals), conf.decode.margin,
-                                  conf.decode.min_letters)
+                                  conf.decode.min_letters, conf.decode.min_score)
         except ValueError as exc:
             row.update(status=DECODE_ERROR, error=f"{rel}: {exc}")
         else:
@@ -280,6 +303,9 @@ def summarize(rows: list[dict[str, Any]], run: StageRun, removed: int) -> None:
             summary.add("wrote", "chars", row["chars"] or 0)
         else:
             summary.add("dropped", row["status"])
+    ignored = sum(row["links_ignored"] or 0 for row in rows)
+    if ignored:
+        summary.add("read", "index_links_ignored", ignored)
     summary.add("wrote", "manifest_rows", len(rows))
     if removed:
         summary.notes.append(f"removed {removed} stale page(s) left by an earlier run")

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         return 2
     normalize = None
     if sc.normalize_text:
-        normalize, problem = load_normalizer(normalize_cfg)
+        normalize, problem = load_normalizer(normalize_cfg, sc.repair_mojibake)
         if problem:
             print(f"note: {problem}", file=sys.stderr)
     unreadable = 0

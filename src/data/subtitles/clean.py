@@ -27,7 +27,9 @@ from src.paths import resolve
 from src.stage import StageRun
 
 MANIFEST = "manifest.parquet"
-REQUIRED_COLUMNS = ("file_id", "status", "path")
+REQUIRED_COLUMNS = ("file_id", "status")
+# Where the stored file lies, relative to the input dir (the first of these columns present).
+PATH_COLUMNS = ("path", "stored_path")
 OUTPUT_SCHEMA = pa.schema([
     ("file_id", pa.string()), ("language", pa.string()), ("line_index", pa.int32()),
     ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("scene", pa.int32()), ("text", pa.string()),
@@ -41,7 +43,7 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(cfg: CleanSubsConfig, normalize_cfg: Any) -> None:
     normalize: Normalizer | None = None
     if cfg.normalize_text:
-        normalize, _ = load_normalizer(normalize_cfg)
+        normalize, _ = load_normalizer(normalize_cfg, cfg.repair_mojibake)
     _WORKER.update(cfg=cfg, normalize=normalize, patterns=FluffPatterns.build(cfg.rules))
 
 
@@ -81,9 +83,15 @@ def _read_manifest(input_dir: Path) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"{path}: no manifest; run the scrape_opensubs stage first")
     table = pq.read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if not any(c in table.column_names for c in PATH_COLUMNS):
+        missing.append(" or ".join(PATH_COLUMNS))
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table.to_pylist()
+    path_column = next(c for c in PATH_COLUMNS if c in table.column_names)
+    rows = table.to_pylist()
+    for row in rows:
+        row["path"] = row[path_column]
+    return rows
 
 
 def _decide(records: list[FileRecord], cfg: CleanSubsConfig) -> None:
@@ -133,9 +141,12 @@ def clean_subs(cfg: DictConfig, run: StageRun) -> None:
     records = [FileRecord.from_row(row) for row in rows]
     notes = []
     if sc.normalize_text:
-        _, problem = load_normalizer(normalize_cfg)
+        _, problem = load_normalizer(normalize_cfg, sc.repair_mojibake)
         if problem:
             notes.append(problem)
+    for rec in records:
+        if rec.status == "kept" and not rec.row.get("path"):
+            rec.drop("unreadable", error="manifest row has status ok but no stored path")
     tasks = [(r.file_id, str(input_dir / r.row["path"])) for r in records if r.status == "kept"]
     started = time.perf_counter()
     results = clean_many(tasks, sc, normalize_cfg, sc.workers)

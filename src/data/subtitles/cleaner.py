@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -13,10 +14,9 @@ from src.data.subtitles.decode import UndecodableError, decode_subtitle
 from src.data.subtitles.dedup import Fingerprint, fingerprint
 from src.data.subtitles.fluff import (
     FluffPatterns,
-    clean_cue_lines,
+    clean_cues,
     dominant_script,
-    split_pipes,
-    strip_markup,
+    prepare_cues,
     upper_ratio,
 )
 from src.data.subtitles.langid import LangGuess, detect_language
@@ -66,14 +66,15 @@ def _clean_cues(text: str, cfg: CleanSubsConfig, pat: FluffPatterns, result: Fil
     result.cues_in = len(parsed.cues)
     result.cue_counts = parsed.counts
     result.warnings.extend(parsed.warnings)
-    bodies: list[tuple[int, int, str]] = []
+    timed = []
     for cue in parsed.cues:
         if cfg.parse.drop_zero_duration and cue.end_ms <= cue.start_ms:
             result.rules["zero_duration"] += 1
             continue
-        body = strip_markup(cue.text, result.rules)
-        if cfg.lines.pipe_is_line_break:
-            body = split_pipes(body)
+        timed.append(cue)
+    texts = prepare_cues([c.text for c in timed], result.rules, cfg.lines.pipe_is_line_break)
+    bodies = []
+    for cue, body in zip(timed, texts, strict=True):
         if not body.strip():
             result.rules["empty_cue"] += 1
             continue
@@ -81,12 +82,8 @@ def _clean_cues(text: str, cfg: CleanSubsConfig, pat: FluffPatterns, result: Fil
     sample = "\n".join(b for _, _, b in bodies)[: cfg.langid.sample_chars]
     result.all_caps = upper_ratio(sample) >= cfg.rules.all_caps_ratio
     script = dominant_script(sample)
-    cleaned = []
-    for start, end, body in bodies:
-        lines = clean_cue_lines(body, pat, result.rules, not result.all_caps, script)
-        if lines:
-            cleaned.append(CleanCue(start, end, lines))
-    return cleaned
+    lines = clean_cues([b for _, _, b in bodies], pat, result.rules, not result.all_caps, script)
+    return [CleanCue(start, end, kept) for (start, end, _), kept in zip(bodies, lines, strict=True) if kept]
 
 
 def _normalize_all(texts: list[str], normalize: Normalizer, result: FileResult) -> list[str]:
@@ -148,12 +145,22 @@ def clean_subtitle_bytes(
     return result
 
 
-def load_normalizer(normalize_cfg: Any) -> tuple[Normalizer | None, str | None]:
-    """`src.text.normalize.normalize_text` bound to its config, or None with the reason it is missing."""
+def load_normalizer(
+    normalize_cfg: Any, repair_mojibake: bool | None = None
+) -> tuple[Normalizer | None, str | None]:
+    """`src.text.normalize.normalize_text` bound to its config, or None with the reason it is missing.
+
+    `repair_mojibake` (when not None) overrides the section's switch of that name: our decoder has
+    already chosen the code page from the bytes, and re-guessing it from text is most of the cost.
+    """
     try:
-        from src.text.normalize import normalize_text
+        from src.text.normalize import as_normalize_config, normalize_text
     except ImportError as exc:
         return None, f"src.text.normalize unavailable ({exc}); utterances not normalized"
+    if repair_mojibake is not None:
+        normalize_cfg = dataclasses.replace(
+            as_normalize_config(normalize_cfg), repair_mojibake=repair_mojibake
+        )
 
     def normalize(text: str) -> str:
         return normalize_text(text, normalize_cfg)

@@ -1,8 +1,11 @@
-"""Duplicate uploads of one film: exact (same words in the same order) and near (MinHash over word
-shingles, banded LSH for candidates, estimated Jaccard against a threshold).
+"""Duplicate uploads of one film: exact (same words in the same order) and near (Jaccard similarity of
+word shingles, estimated from bottom-k sketches).
 
 Re-uploads differ in timing, line wrapping, markup, ads and a few typos, so both fingerprints are taken
-from the cleaned words only. Fingerprints are computed in the workers; `find_duplicates` runs once.
+from the cleaned words only. A bottom-k sketch is the k smallest hashes of a file's shingles: one hash
+per shingle (cheap, unlike k-permutation MinHash), and two files that share a shingle among their
+smallest hashes become candidates through an inverted index, so files are not compared all-to-all.
+Fingerprints are computed in the workers; `find_duplicates` runs once over all of them.
 """
 
 from __future__ import annotations
@@ -18,23 +21,16 @@ import numpy as np
 from src.config.sections.clean_subs import SubsDedupConfig
 
 _WORD = re.compile(r"\w+")
-_MASK32 = np.uint64(0xFFFFFFFF)
-# Odd multiplier mixing k consecutive token hashes into one shingle hash (wraps mod 2**64).
+# Odd 64-bit multipliers: one mixes k token hashes into a shingle hash, the other scrambles it
+# (multiplication mod 2**64 by an odd number is a bijection, so distinct shingles stay distinct).
 _SHINGLE_MIX = np.uint64(0x9E3779B97F4A7C15)
-_CHUNK = 8192
+_SCRAMBLE = np.uint64(0xD6E8FEB86659FD93)
 
 
 @dataclass
 class Fingerprint:
     exact: str  # sha1 of the normalized words
-    minhash: np.ndarray  # uint64[num_perm]; empty when the file has fewer words than a shingle
-
-
-def _permutations(cfg: SubsDedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(cfg.seed)
-    a = rng.integers(1, 2**63, size=cfg.num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2**63, size=cfg.num_perm, dtype=np.uint64)
-    return a, b
+    sketch: np.ndarray  # sorted uint64, the smallest `sketch_size` shingle hashes (fewer if short)
 
 
 def fingerprint(lines: list[str], cfg: SubsDedupConfig) -> Fingerprint:
@@ -43,27 +39,26 @@ def fingerprint(lines: list[str], cfg: SubsDedupConfig) -> Fingerprint:
     k = cfg.shingle_words
     if len(words) < k:
         return Fingerprint(exact, np.zeros(0, dtype=np.uint64))
-    tokens = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint64, count=len(words))
-    shingles = np.zeros(len(words) - k + 1, dtype=np.uint64)
+    # crc32 once per distinct word (a stable hash in every worker process, unlike hash()).
+    vocab = {w: zlib.crc32(w.encode("utf-8")) for w in set(words)}
+    tokens = np.array([vocab[w] for w in words], dtype=np.uint64)
+    n = len(words) - k + 1
+    shingles = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(k):
-            shingles = shingles * _SHINGLE_MIX + tokens[j: len(tokens) - k + 1 + j]
-        shingles = np.unique(shingles)
-        a, b = _permutations(cfg)
-        sig = np.full(cfg.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, len(shingles), _CHUNK):
-            chunk = shingles[start: start + _CHUNK]
-            # Multiply-shift hashing: the high 32 bits of a*x+b are a good universal hash.
-            hashed = (a[:, None] * chunk[None, :] + b[:, None]) >> np.uint64(32)
-            sig = np.minimum(sig, (hashed & _MASK32).min(axis=1))
-    return Fingerprint(exact, sig)
+            shingles = shingles * _SHINGLE_MIX + tokens[j: j + n]
+        hashed = np.unique(shingles * _SCRAMBLE ^ np.uint64(cfg.seed))
+    return Fingerprint(exact, hashed[: cfg.sketch_size])
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Estimated Jaccard similarity of two MinHash signatures."""
-    if len(a) == 0 or len(a) != len(b):
+def similarity(a: np.ndarray, b: np.ndarray, sketch_size: int) -> float:
+    """Estimated Jaccard similarity from two bottom-k sketches: of the k smallest hashes of the union,
+    the share present in both."""
+    if len(a) == 0 or len(b) == 0:
         return 0.0
-    return float(np.mean(a == b))
+    union = np.union1d(a, b)[:sketch_size]
+    both = np.intersect1d(a, b, assume_unique=True)
+    return float(np.isin(union, both, assume_unique=True).sum() / len(union))
 
 
 @dataclass
@@ -84,27 +79,31 @@ class Duplicate:
 
 def find_duplicates(items: list[Candidate], cfg: SubsDedupConfig) -> list[Duplicate]:
     """Each duplicate with the kept file it repeats; within a group the largest upload wins."""
-    rows = cfg.num_perm // cfg.bands
     dups: list[Duplicate] = []
     kept_exact: dict[tuple[str, str], str] = {}
-    buckets: dict[tuple[str, int, bytes], list[Candidate]] = defaultdict(list)
+    index: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
     for item in sorted(items, key=lambda c: (c.group, -c.size, c.file_id)):
         if cfg.exact and (item.group, item.fp.exact) in kept_exact:
             dups.append(Duplicate(item.file_id, kept_exact[(item.group, item.fp.exact)], "exact", 1.0))
             continue
-        sig = item.fp.minhash
-        keys = [(item.group, band, sig[band * rows:(band + 1) * rows].tobytes())
-                for band in range(cfg.bands)] if cfg.near and len(sig) else []
-        best: tuple[float, Candidate] | None = None
+        keys = [(item.group, int(h)) for h in item.fp.sketch] if cfg.near else []
+        shared: dict[str, int] = defaultdict(int)
+        others: dict[str, Candidate] = {}
         for key in keys:
-            for other in buckets.get(key, ()):
-                sim = similarity(sig, other.fp.minhash)
-                if sim >= cfg.threshold and (best is None or sim > best[0]):
-                    best = (sim, other)
+            for other in index.get(key, ()):
+                shared[other.file_id] += 1
+                others[other.file_id] = other
+        best: tuple[float, Candidate] | None = None
+        for file_id, count in shared.items():
+            if count < cfg.min_shared_hashes:
+                continue
+            sim = similarity(item.fp.sketch, others[file_id].fp.sketch, cfg.sketch_size)
+            if sim >= cfg.threshold and (best is None or sim > best[0]):
+                best = (sim, others[file_id])
         if best is not None:
             dups.append(Duplicate(item.file_id, best[1].file_id, "near", round(best[0], 3)))
             continue
         kept_exact[(item.group, item.fp.exact)] = item.file_id
         for key in keys:
-            buckets[key].append(item)
+            index[key].append(item)
     return dups

@@ -66,15 +66,16 @@ _STOPWORDS: dict[str, dict[str, str]] = {
 _MARKERS: dict[str, str] = {"ru": "ыэъё", "uk": "іїєґ", "be": "ўі", "sr": "ђјљњћџ", "bg": "ъ"}
 # Marker letters are frequent (a few per hundred letters); half a stopword each keeps both in scale.
 _MARKER_WEIGHT = 0.5
+# Runs of letters per script (counting runs, not single characters, keeps findall cheap).
 _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("cyrillic", re.compile(r"[\u0400-\u04ff]")),
-    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]")),
-    ("zh", re.compile(r"[\u4e00-\u9fff]")),
-    ("ja", re.compile(r"[\u3040-\u30ff]")),
-    ("ko", re.compile(r"[\uac00-\ud7af]")),
-    ("ar", re.compile(r"[\u0600-\u06ff]")),
-    ("he", re.compile(r"[\u0590-\u05ff]")),
-    ("el", re.compile(r"[\u0370-\u03ff]")),
+    ("cyrillic", re.compile(r"[\u0400-\u04ff]+")),
+    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]+")),
+    ("zh", re.compile(r"[\u4e00-\u9fff]+")),
+    ("ja", re.compile(r"[\u3040-\u30ff]+")),
+    ("ko", re.compile(r"[\uac00-\ud7af]+")),
+    ("ar", re.compile(r"[\u0600-\u06ff]+")),
+    ("he", re.compile(r"[\u0590-\u05ff]+")),
+    ("el", re.compile(r"[\u0370-\u03ff]+")),
 )
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 SCRIPT_OF_LANGUAGE = {lang: script for script, langs in _STOPWORDS.items() for lang in langs}
@@ -104,7 +105,7 @@ class LangGuess:
 
 
 def script_counts(text: str) -> dict[str, int]:
-    return {name: len(rx.findall(text)) for name, rx in _SCRIPTS}
+    return {name: sum(map(len, rx.findall(text))) for name, rx in _SCRIPTS}
 
 
 def detect_language(text: str, cfg: SubsLangIdConfig) -> LangGuess:
@@ -120,7 +121,7 @@ def detect_language(text: str, cfg: SubsLangIdConfig) -> LangGuess:
     words = Counter(w.replace("’", "'") for w in _WORD.findall(lowered))
     scores: dict[str, float] = {}
     for lang, vocab in _DISTINCT[script].items():
-        score = float(sum(n for w, n in words.items() if w in vocab))
+        score = float(sum(words.get(w, 0) for w in vocab))
         marks = _MARKERS.get(lang, "")
         if marks and script == "cyrillic":
             score += _MARKER_WEIGHT * sum(lowered.count(ch) for ch in marks)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from src.config.sections.clean_subs import SubsLinesConfig
 
-_DASH = re.compile(r"^[-–—‐]+\s*(?=\S)")
+_DASHES = "-–—‐"
+_DASH = re.compile(rf"^[{_DASHES}]+\s*(?=\S)")
 _CLOSERS = "\"'»”’)]"
 _FINAL = ".!?…"
 _CONTINUATION_MARKS = (",", ";", ":", "-", "–", "—", "...", "…")
@@ -42,7 +43,7 @@ def split_turns(cue: CleanCue, cfg: SubsLinesConfig, counts: Counter[str]) -> li
     turns: list[list[str]] = []
     dashed: list[bool] = []
     for line in cue.lines:
-        stripped = _DASH.sub("", line) if cfg.split_speaker_dashes else line
+        stripped = _DASH.sub("", line) if cfg.split_speaker_dashes and line[:1] in _DASHES else line
         is_dash = stripped != line
         if not turns or is_dash:
             turns.append([stripped])

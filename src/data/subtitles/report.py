@@ -24,6 +24,7 @@ class FileRecord:
     duplicate_of: str | None = None
     similarity: float | None = None
     result: FileResult | None = None
+    drop_error: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> FileRecord:
@@ -32,9 +33,13 @@ class FileRecord:
             rec.drop(f"upstream:{row.get('status')}")
         return rec
 
-    def drop(self, reason: str, duplicate_of: str | None = None, similarity: float | None = None) -> None:
+    def drop(
+        self, reason: str, duplicate_of: str | None = None, similarity: float | None = None,
+        error: str | None = None,
+    ) -> None:
         self.status, self.reason = "dropped", reason
         self.duplicate_of, self.similarity = duplicate_of, similarity
+        self.drop_error = error
 
     def attach(self, result: FileResult) -> None:
         self.result = result
@@ -50,7 +55,7 @@ class FileRecord:
     def error(self) -> str | None:
         if self.result is not None and self.result.error:
             return self.result.error
-        return self.row.get("error")
+        return self.drop_error or self.row.get("error")
 
     def to_dict(self) -> dict[str, Any]:
         res = self.result
@@ -101,8 +106,9 @@ def render_markdown(
     md += _table(["reason", "files"], [[k, v] for k, v in dropped.most_common()]) if dropped else ["none"]
     md += ["", "## Files", ""]
     md += _table(
-        ["file_id", "status", "reason", "encoding", "parser", "language", "cues in", "lines out", "error"],
-        [[f["file_id"], f["status"],
+        ["file_id", "member", "status", "reason", "encoding", "parser", "language", "cues in",
+         "lines out", "error"],
+        [[f["file_id"], f["member"], f["status"],
           (f["reason"] or "") + (f" of {f['duplicate_of']} ({f['similarity']})" if f["duplicate_of"] else ""),
           f.get("encoding"), f.get("parser"), f.get("language"), f.get("cues_in"), f.get("lines_out"),
           f["error"]] for f in files],

@@ -19,6 +19,7 @@ _TS = r"(\d{1,3})\s*[:.]\s*(\d{1,2})\s*[:.]\s*(\d{1,2})(?:\s*[,.:]\s*(\d{1,3}))?
 TIMING_LINE = re.compile(rf"^\s*{_TS}\s*-{{1,2}}\s*>\s*{_TS}(.*)$", re.MULTILINE)
 _INDEX_LINE = re.compile(r"^\s*-?\d+\s*$")
 _EOL = re.compile(r"\r\n?")
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass
@@ -52,15 +53,26 @@ def parse_timing(line: str) -> tuple[int, int, str] | None:
     return _ms(*g[0:4]), _ms(*g[4:8]), g[8].strip()
 
 
+def _library_ms(stamp: str) -> int:
+    h, m, sec, *frac = _DIGITS.findall(stamp)
+    return _ms(h, m, sec, frac[0] if frac else None)
+
+
 def _parse_with_library(text: str) -> list[Cue]:
+    """The `srt` library's grammar (its compiled SRT_REGEX, contiguity rule and index handling), with
+    our own timestamp conversion: `srt.parse` builds timedelta objects for every timestamp, which
+    made it the slowest step of cleaning."""
     cues = []
-    for sub in srt.parse(text):
-        cues.append(Cue(
-            index=sub.index,
-            start_ms=int(sub.start.total_seconds() * 1000 + 0.5),
-            end_ms=int(sub.end.total_seconds() * 1000 + 0.5),
-            text=sub.content,
-        ))
+    expected = 0
+    for m in srt.SRT_REGEX.finditer(text):
+        if m.start() != expected and text[expected:m.start()].strip():
+            raise srt.SRTParseError(expected, m.start(), text[expected:m.start()])
+        raw_index, raw_start, raw_end, _proprietary, content = m.groups()
+        index = int(raw_index.split(".")[0]) if raw_index else None
+        cues.append(Cue(index, _library_ms(raw_start), _library_ms(raw_end), content))
+        expected = m.end()
+    if text[expected:].strip():
+        raise srt.SRTParseError(expected, len(text), text[expected:])
     return cues
 
 
