@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass
@@ -10,7 +9,7 @@ class TrackingConfig:
 
     enabled: bool = True
     # e.g. http://mlflow.example:5000 for a team server; null = sqlite in <checkout>/mlruns
-    uri: Optional[str] = None
+    uri: str | None = None
     # Prefixed to the per-stage experiment name, so several pipelines can share one server.
     experiment_prefix: str = ""
     log_system_metrics: bool = False
