@@ -58,7 +58,9 @@ def test_every_experiment_composes() -> None:
 
 def test_config_is_read_only() -> None:
     cfg = load_config()
-    with pytest.raises(Exception):
+    from omegaconf.errors import ReadonlyConfigError
+
+    with pytest.raises(ReadonlyConfigError):
         cfg.seed = 1
 
 
