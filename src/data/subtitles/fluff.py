@@ -18,6 +18,7 @@ import html
 import re
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from src.config.sections.clean_subs import SubsFluffRules
@@ -48,13 +49,23 @@ _CREDIT_OTHER = re.compile(
     r"|traducción|subtítulos|tłumaczenie|napisy|titulky)\s*(?::|\s(?:by|par|von|por|od|przez)\b)",
     re.MULTILINE,
 )
+# Substrings one of which a match of the rule below must contain: the regex runs only on files
+# that hold one (a substring test is far cheaper than a regex scan).
+_CREDIT_EN_NEEDLES = ("subtitle", "caption", "sync", "correct", "translat", "transcript", "ripped",
+                      "encoded", "timing")
+_CREDIT_RU_UK_NEEDLES = ("перевод", "переклад", "субтитр", "синхрон", "редакт", "редаг", "корректур",
+                         "тайминг", "озвуч")
+_CREDIT_OTHER_NEEDLES = ("prevod", "prijevod", "preve", "traduc", "sous-titre", "untertitel",
+                         "übersetz", "subtítulo", "tłumacz", "napisy", "titulky")
+_DOWNLOADED_NEEDLES = ("download", "preuzeto", "скачано", "завантажено", "ripped")
 _DOWNLOADED_FROM = re.compile(
     r"(?:downloaded|download|preuzeto|скачано|завантажено|ripped)\s+(?:from|sa|с|з)\b"
 )
-# Every alternative starts with a literal, which keeps the scan fast; matched on lower-cased text.
+# Matched on lower-cased text. Every alternative starts with a literal, which keeps the scan fast;
+# the letter before a top-level domain is checked in Python (a look-behind would slow every ".").
 _URL = re.compile(
-    r"https?://|www\.|(?:@|\[at\])[\w-]+\.\w"
-    r"|(?<=\w)\.(?:com|net|org|ru|ua|info|tv|io|me|link|ir|biz|su|by|kz|de|fr|co\.uk)\b"
+    r"https?://|www\.|@[\w-]+\.\w|\[at\]"
+    r"|\.(?:com|net|org|ru|ua|info|tv|io|me|link|ir|biz|su|by|kz|de|fr|co\.uk)\b"
 )
 _BRACKETS = re.compile(r"\[[^\[\]\x00]{0,300}\]")
 _PARENS = re.compile(r"\([^()\x00]{0,300}\)")
@@ -84,27 +95,56 @@ SEP = "\n\x00\n"
 
 
 @dataclass
+class CueRule:
+    name: str
+    needles: tuple[str, ...]  # the rule cannot match text that holds none of these substrings
+    pattern: re.Pattern[str]  # matched on lower-cased text
+    whole_word: bool = False  # keep only matches that are words of their own
+
+
+@dataclass
 class FluffPatterns:
     """Rules compiled once per config (the site lists live in config)."""
 
     rules: SubsFluffRules
-    cue_rules: list[tuple[str, re.Pattern[str]]]  # in priority order, matched on lower-cased text
+    cue_rules: list[CueRule]  # in priority order
 
     @classmethod
     def build(cls, rules: SubsFluffRules) -> FluffPatterns:
-        phrases = "".join(f"|{re.escape(p.lower())}" for p in rules.opensubtitles_phrases)
+        phrases = [p.lower() for p in rules.opensubtitles_phrases]
         # Lower-cased text instead of IGNORECASE: that flag makes Python's regex engine several times slower.
-        os_ad = re.compile(r"open\s*subtitles|osdb" + phrases)
-        names = "|".join(re.escape(s.lower()) for s in rules.ad_sites) or r"(?!x)x"
-        sites = re.compile(rf"(?<![\w-])(?:{names})(?![\w-])")
+        os_ad = re.compile(r"open\s*subtitles|osdb" + "".join(f"|{re.escape(p)}" for p in phrases))
+        sites = [s.lower() for s in rules.ad_sites]
+        site_rx = re.compile("|".join(re.escape(s) for s in sites) or r"(?!x)x")
         cue_rules = []
         if rules.opensubtitles_ad:
-            cue_rules.append(("opensubtitles_ad", os_ad))
+            cue_rules.append(CueRule("opensubtitles_ad", ("subtitles", "osdb", *phrases), os_ad))
         if rules.site_ad:
-            cue_rules += [("site_ad", sites), ("site_ad", _DOWNLOADED_FROM)]
+            cue_rules += [CueRule("site_ad", tuple(sites), site_rx, whole_word=True),
+                          CueRule("site_ad", _DOWNLOADED_NEEDLES, _DOWNLOADED_FROM)]
         if rules.translator_credit:
-            cue_rules += [("translator_credit", rx) for rx in (_CREDIT_EN, _CREDIT_RU_UK, _CREDIT_OTHER)]
+            cue_rules += [CueRule("translator_credit", _CREDIT_EN_NEEDLES, _CREDIT_EN),
+                          CueRule("translator_credit", _CREDIT_RU_UK_NEEDLES, _CREDIT_RU_UK),
+                          CueRule("translator_credit", _CREDIT_OTHER_NEEDLES, _CREDIT_OTHER)]
         return cls(rules, cue_rules)
+
+
+def _whole_word(text: str, m: re.Match[str]) -> bool:
+    """A site name counts only as a word of its own ("yts", not "bytes")."""
+    before = text[m.start() - 1] if m.start() else " "
+    after = text[m.end()] if m.end() < len(text) else " "
+    return not (before.isalnum() or before in "_-" or after.isalnum() or after in "_-")
+
+
+def _is_url(text: str, m: re.Match[str]) -> bool:
+    """A ".com"-like match is a domain only after a letter or digit ("wait...me" is not one)."""
+    if m.group()[0] != ".":
+        return True
+    return m.start() > 0 and text[m.start() - 1].isalnum()
+
+
+def has_url(lower: str) -> bool:
+    return any(_is_url(lower, m) for m in _URL.finditer(lower))
 
 
 def strip_markup(text: str, counts: Counter[str]) -> str:
@@ -155,9 +195,15 @@ class _Joined:
             self.starts.append(pos)
             pos += len(t) + len(SEP)
 
-    def cues_hit(self, rx: re.Pattern[str], text: str | None = None) -> set[int]:
-        # By the match's last character: a `^\W*` pattern may start on the separator line.
-        return {bisect_right(self.starts, m.end() - 1) - 1 for m in rx.finditer(text or self.text)}
+    def cues_hit(
+        self, rx: re.Pattern[str], text: str | None = None,
+        keep: Callable[[str, re.Match[str]], bool] | None = None,
+    ) -> set[int]:
+        """Indexes of the cues `rx` matches in (by the match's last character: a `^\\W*` pattern may
+        start on the separator line); `keep` filters matches."""
+        text = text or self.text
+        return {bisect_right(self.starts, m.end() - 1) - 1 for m in rx.finditer(text)
+                if keep is None or keep(text, m)}
 
 
 def is_caps(line: str, min_letters: int) -> bool:
@@ -211,9 +257,11 @@ def clean_cues(
     joined = _Joined(texts)
     lower = joined.text.lower()
     dropped: dict[int, str] = {}
-    for name, rx in pat.cue_rules:
-        for i in joined.cues_hit(rx, lower):
-            dropped.setdefault(i, name)
+    for rule in pat.cue_rules:
+        if not any(needle in lower for needle in rule.needles):
+            continue
+        for i in joined.cues_hit(rule.pattern, lower, _whole_word if rule.whole_word else None):
+            dropped.setdefault(i, rule.name)
     counts.update(dropped.values())
     kept_ids = [i for i in range(len(texts)) if i not in dropped]
     out: list[list[str]] = [[] for _ in texts]
@@ -224,7 +272,7 @@ def clean_cues(
     joined = _Joined(bodies)
     # One pass per line rule over the whole file says which cues need a per-line look.
     timing = joined.cues_hit(TIMING_LINE) if r.timing_residue else set()
-    url = joined.cues_hit(_URL, joined.text.lower()) if r.url else set()
+    url = joined.cues_hit(_URL, joined.text.lower(), _is_url) if r.url else set()
     music = joined.cues_hit(_MUSIC_LINE) if r.music else set()
     foreign = r.foreign_script_line and script in _SCRIPT_RX
     caps = r.caps_caption and mixed_case_file
@@ -238,7 +286,7 @@ def clean_cues(
             if k in timing and TIMING_LINE.match(line):
                 counts["timing_residue"] += 1
                 continue
-            if k in url and _URL.search(line.lower()):
+            if k in url and has_url(line.lower()):
                 counts["url"] += 1
                 continue
             if k in music and _MUSIC_LINE.match(line):
