@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ from src.training.sampling import sample_tokens
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def eager() -> AbstractContextManager:
+    """Run compiled modules eagerly inside the block (torch >= 2.6; older versions: no-op)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance else nullcontext()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -150,7 +157,7 @@ class Evaluator(StepCallback):
         if step % self.plan.val_every == 0 or final:
             self.evaluate(trainer, pl_module, step)
         if step % self.plan.save_every == 0 or final:
-            trainer.save_checkpoint(self.plan.ckpt_dir / LAST)
+            trainer.save_checkpoint(self.plan.ckpt_dir / LAST, weights_only=False)
             self._saved_last_at = step
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
@@ -163,7 +170,7 @@ class Evaluator(StepCallback):
             print(f"step {step}: val loss {val_loss:.4f}, val bpb {val_bpb:.4f}", file=sys.stderr)
         if math.isfinite(val_loss) and val_loss < self.best_loss:
             self.best_loss, self.best_step = val_loss, step
-            trainer.save_checkpoint(self.plan.ckpt_dir / BEST)
+            trainer.save_checkpoint(self.plan.ckpt_dir / BEST, weights_only=False)
         if self.samples and self.samples.n_tokens > 0:
             self.write_samples(trainer, pl_module, step)
 
@@ -192,7 +199,8 @@ class Evaluator(StepCallback):
         was_training = model.training
         model.eval()
         parts = [f"# step {step}"]
-        with trainer.precision_plugin.forward_context():
+        # Eager for sampling: a compiled model would recompile for every new sequence length.
+        with trainer.precision_plugin.forward_context(), eager():
             for prompt in s.prompts:
                 ids = s.tokenizer.encode(s.tokenizer.normalize(prompt))
                 new = sample_tokens(model, ids, s.n_tokens, block_size, s.temperature, s.top_k,

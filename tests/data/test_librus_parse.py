@@ -132,3 +132,20 @@ def test_real_pushkin_page_cp1251_and_utf8_agree(shared_data: Path) -> None:
     matches, chars = cp1251.rules["footnotes"]
     assert matches >= 2 and chars > 4000  # the notes block of nine footnotes, and the last one
     assert 200_000 < cp1251.n_chars < 220_000
+
+
+def test_embedded_mirror_pages_are_classified() -> None:
+    mirror = Path(__file__).resolve().parents[2] / "data" / "sample" / "librus_mirror"
+    if not mirror.is_dir():
+        pytest.skip("data/sample/librus_mirror absent")
+    kinds = {}
+    for path in sorted(mirror.rglob("*")):
+        if path.is_file() and path.suffix in (".html", ".shtml", ".txt") and path.name != "robots.txt":
+            text, _ = decode_bytes(path.read_bytes())
+            page = parse_page(text, PARSE)
+            kinds[str(path.relative_to(mirror))] = (page.kind, page.format)
+    assert {k for k, (kind, _) in kinds.items() if kind == INDEX} == {
+        k for k in kinds if Path(k).stem == "index"
+    }
+    assert all(fmt == AZ for k, (kind, fmt) in kinds.items() if kind == TEXT and k.startswith("az."))
+    assert all(fmt == MOSHKOV for k, (_, fmt) in kinds.items() if k.startswith("lib.ru"))

@@ -91,11 +91,8 @@ def test_per_row_stop_tokens():
         cut = ref.index(stop) if stop in ref else len(ref)
         assert c.tokens == ref[:cut]
         assert c.finish_reason == ("stop_token" if stop in ref else "max_tokens")
-    assert completions[0].finish_reason == "stop_token" and len(completions[0].tokens) == ref_index(refs[0], stop)
-
-
-def ref_index(tokens: list[int], token: int) -> int:
-    return tokens.index(token)
+    assert completions[0].finish_reason == "stop_token"
+    assert len(completions[0].tokens) == refs[0].index(stop) <= 3
 
 
 def test_default_stop_ids_come_from_the_tokenizer_and_stop_strings_cut_text():
@@ -137,7 +134,8 @@ def test_long_prompt_is_cropped_and_reported():
         engine.generate([[]], GREEDY)
 
 
-def trained_model(steps: int = 150) -> tuple[GPT, torch.Tensor]:
+@pytest.fixture(scope="module")
+def trained() -> tuple[GPT, torch.Tensor]:
     """A tiny model fitted to a repeating pattern, so its predictions are confident (random
     weights give near-ties that any rounding flips)."""
     torch.manual_seed(0)
@@ -145,7 +143,7 @@ def trained_model(steps: int = 150) -> tuple[GPT, torch.Tensor]:
     pattern = torch.tensor([3, 17, 42, 8, 99, 23, 56, 71, 12, 5, 64, 30] * 8)
     data = torch.stack([pattern[i:i + 41] for i in range(12)])
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(steps):
+    for _ in range(80):
         _, loss = model(data[:, :-1], data[:, 1:])
         opt.zero_grad()
         loss.backward()
@@ -154,8 +152,8 @@ def trained_model(steps: int = 150) -> tuple[GPT, torch.Tensor]:
 
 
 @pytest.mark.skipif(not int8_kernel_available(), reason="no int8 weight-only kernel in this torch")
-def test_int8_decoding_stays_close_to_fp32():
-    model, probe = trained_model()
+def test_int8_decoding_stays_close_to_fp32(trained):
+    model, probe = trained
     fp32 = Engine(model, precision="fp32")
     int8 = Engine(model, precision="int8")
     agreement = logit_agreement(fp32.model, int8.model, probe)
@@ -167,8 +165,8 @@ def test_int8_decoding_stays_close_to_fp32():
     assert model.lm_head.weight.dtype == torch.float32  # the original model is untouched
 
 
-def test_bf16_decoding_runs_and_agrees():
-    model, probe = trained_model()
+def test_bf16_decoding_runs_and_agrees(trained):
+    model, probe = trained
     bf16 = Engine(model, precision="bf16")
     assert bf16.model.transformer.wte.weight.dtype == torch.bfloat16
     assert logit_agreement(model, bf16.model, probe)["top1_agreement"] >= 0.99

@@ -12,7 +12,7 @@ class LibrusParseConfig:
     # A Moshkov page is an index (a list of links) when link text makes up this share of its text...
     index_link_share: float = 0.3
     # ...and it has at least this many links.
-    index_min_links: int = 10
+    index_min_links: int = 3
     # Drop the page's own "Author. Title" heading at the top of the text (it is in the title column).
     drop_title_heading: bool = True
     # ...looking at this many non-blank lines at the top (az pages repeat author and title).

@@ -28,7 +28,6 @@ Normalizer = Callable[[str], str]
 # A single "." (not the end of "..."), "!" or "?" ends a sentence; an ellipsis usually does not.
 _SENTENCE_START = re.compile(r"(^|(?:(?<!\.)\.|[!?])\s+|^[-–—]\s*)([^\W\d_])")
 _ENGLISH_I = re.compile(r"\bi\b(?=(?:['’](?:m|ll|ve|d))?\b)")
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass
@@ -108,7 +107,7 @@ def _finish_lines(
         texts = _normalize_all(texts, normalize, result)
     out = []
     for utt, text in zip(utts, texts, strict=True):
-        text = _SPACES.sub(" ", text).strip()
+        text = text.strip()  # spaces were collapsed by the fluff rules and the normalizer
         if not text:
             result.rules["empty_after_normalize"] += 1
             continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import re
 from bisect import bisect_right
+from itertools import accumulate
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,11 +190,7 @@ class _Joined:
 
     def __init__(self, texts: list[str]) -> None:
         self.text = SEP.join(texts)
-        self.starts = []
-        pos = 0
-        for t in texts:
-            self.starts.append(pos)
-            pos += len(t) + len(SEP)
+        self.starts = [0, *accumulate(len(t) + len(SEP) for t in texts[:-1])]
 
     def cues_hit(
         self, rx: re.Pattern[str], text: str | None = None,

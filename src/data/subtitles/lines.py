@@ -39,11 +39,15 @@ class Utterance:
 
 
 def split_turns(cue: CleanCue, cfg: SubsLinesConfig, counts: Counter[str]) -> list[Utterance]:
-    """One utterance per speaker turn of a cue; wrapped lines of one turn are joined by a space."""
+    """One utterance per speaker turn of a cue; wrapped lines of one turn are joined by a space.
+
+    Cue lines come stripped and non-empty from the fluff rules."""
+    if not cfg.split_speaker_dashes or not any(line[:1] in _DASHES for line in cue.lines):
+        return [Utterance(cue.start_ms, cue.end_ms, " ".join(cue.lines))]  # one speaker, most cues
     turns: list[list[str]] = []
     dashed: list[bool] = []
     for line in cue.lines:
-        stripped = _DASH.sub("", line) if cfg.split_speaker_dashes and line[:1] in _DASHES else line
+        stripped = _DASH.sub("", line) if line[:1] in _DASHES else line
         is_dash = stripped != line
         if not turns or is_dash:
             turns.append([stripped])

@@ -19,7 +19,8 @@ _TS = r"(\d{1,3})\s*[:.]\s*(\d{1,2})\s*[:.]\s*(\d{1,2})(?:\s*[,.:]\s*(\d{1,3}))?
 TIMING_LINE = re.compile(rf"^\s*{_TS}\s*-{{1,2}}\s*>\s*{_TS}(.*)$", re.MULTILINE)
 _INDEX_LINE = re.compile(r"^\s*-?\d+\s*$")
 _EOL = re.compile(r"\r\n?")
-_DIGITS = re.compile(r"\d+")
+# The srt library's timestamp: three numbers and an optional fraction, with any of its delimiters.
+_LIBRARY_STAMP = re.compile(r"(\d+)\D(\d+)\D(\d+)(?:\D(\d*))?")
 
 
 @dataclass
@@ -54,8 +55,12 @@ def parse_timing(line: str) -> tuple[int, int, str] | None:
 
 
 def _library_ms(stamp: str) -> int:
-    h, m, sec, *frac = _DIGITS.findall(stamp)
-    return _ms(h, m, sec, frac[0] if frac else None)
+    m = _LIBRARY_STAMP.match(stamp)
+    if m is None:  # the library's grammar admits it, so it has three numbers at least
+        raise ValueError(f"unreadable timestamp {stamp!r}")
+    h, mi, sec, frac = m.groups()
+    millis = int(frac.ljust(3, "0")[:3]) if frac else 0
+    return ((int(h) * 60 + int(mi)) * 60 + int(sec)) * 1000 + millis
 
 
 def _parse_with_library(text: str) -> list[Cue]:
