@@ -49,7 +49,7 @@ class ChatSession:
     system: str = ""
     seed: int | None = None
     history: list[dict[str, str]] = field(default_factory=list)
-    out: TextIO = sys.stdout
+    out: TextIO = field(default_factory=lambda: sys.stdout)
     last_ids: list[int] = field(default_factory=list)
 
     @property
@@ -232,9 +232,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"chat: {exc}")
     chat = loaded.chat if args.mode == "auto" else args.mode == "chat"
     engine = Engine(loaded.model, loaded.tokenizer, precision=args.precision, device=args.device)
-    session = ChatSession(engine, chat, params, system=args.system, seed=args.seed)
+    session = ChatSession(engine, chat, params, system=args.system, seed=args.seed, out=sys.stdout)
     cfg = loaded.model.cfg
-    session.say(f"model {loaded.source}: {loaded.model.num_params() / 1e6:.1f}M parameters, "
+    session.say(f"model {loaded.source}: {loaded.model.num_params() / 1e6:.2f}M parameters, "
                 f"{cfg['n_layer']} layers, context {cfg['block_size']}, vocab {cfg['vocab_size']}; "
                 f"{'chat' if chat else 'base (plain continuation)'} mode; {engine.device} "
                 f"{engine.precision}; loaded in {(time.perf_counter() - start) * 1e3:.0f} ms. /help lists commands")

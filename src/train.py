@@ -64,6 +64,9 @@ def job_config(cfg: DictConfig) -> DictConfig:
 def train(cfg: DictConfig) -> None:
     from src.stage import execute_stage
 
+    # Lightning's DDP launcher re-runs this command for the other ranks from sys.argv (adding its own
+    # hydra.run.dir); hand it the user's arguments, not ours, so the overrides do not clash.
+    sys.argv[:] = USER_ARGV or sys.argv
     try:
         job = job_config(cfg)
         execute_stage("pretrain", job, run_name=HydraConfig.get().job.override_dirname or "defaults")
@@ -72,9 +75,13 @@ def train(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+USER_ARGV: list[str] = []
+
+
 def main() -> None:
+    USER_ARGV[:] = sys.argv
     given = {arg.split("=", 1)[0] for arg in sys.argv[1:]}
-    sys.argv += [f"{key}={value}" for key, value in DEFAULT_DIRS.items() if key not in given]
+    sys.argv = sys.argv + [f"{key}={value}" for key, value in DEFAULT_DIRS.items() if key not in given]
     train()
 
 

@@ -46,3 +46,15 @@ def test_sweep_gives_one_tracked_run_per_point(tmp_path: Path, tmp_tracking_uri:
     params = sorted(json.loads(p.read_text())["params"] for p in reports)
     assert params[0] < params[1]
     assert all((p.parent / "checkpoints" / "last.ckpt").exists() for p in reports)
+
+
+def test_only_the_first_process_tracks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from src.train import RANK_VARIABLES, is_global_zero
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert is_global_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert is_global_zero()
+    monkeypatch.setenv("RANK", "3")  # torchrun's worker 3
+    assert not is_global_zero()

@@ -17,7 +17,12 @@ import torch
 from omegaconf import OmegaConf
 
 from src.generation.engine import Engine
-from src.generation.precision import PRECISIONS, convert_for_decoding, default_precision, logit_agreement
+from src.generation.precision import (
+    PRECISIONS,
+    convert_for_decoding,
+    default_precision,
+    logit_agreement,
+)
 from src.generation.sampling import SamplingParams
 from src.models.gpt import GPT
 from src.paths import CONF_DIR
@@ -47,15 +52,15 @@ def time_generation(engine: Engine, batch: int, prompt_len: int, new_tokens: int
     firsts, rates = [], []
     for _ in range(repeats):
         prompts = torch.randint(0, vocab, (batch, prompt_len), generator=generator).tolist()
-        first: list[float] = []
         _sync(engine.device)
         start = time.perf_counter()
-        engine.generate(prompts, params, stop_ids=[], seed=0,
-                        on_token=lambda e: first.append(time.perf_counter()) if not first else None)
+        first = None
+        for _ in engine.iter_events(prompts, params, stop_ids=[], seed=0):
+            first = first or time.perf_counter()  # the first event comes after the first sync
         _sync(engine.device)
         end = time.perf_counter()
-        firsts.append(first[0] - start)
-        rates.append(batch * (new_tokens - 1) / (end - first[0]))
+        firsts.append(first - start)
+        rates.append(batch * (new_tokens - 1) / (end - first))
     return statistics.median(firsts), statistics.median(rates)
 
 

@@ -11,8 +11,8 @@ How a call runs (`Engine.generate`):
 3. Decode: sample a token per row, stream it, check the row's stop conditions, feed it back. A row
    that has stopped keeps riding along (its outputs are ignored) until every row has stopped.
 
-Decode steps run eagerly over the filled part of the cache (CPU), or, on CUDA, as a captured CUDA
-graph over the whole static cache (optionally compiled by torch.compile first, so that Inductor
+Decode steps run eagerly over the filled part of the cache (CPU), or, on CUDA, over a static cache
+of block_size slots as a captured CUDA graph (optionally compiled by torch.compile first, so that Inductor
 fuses the small element-wise kernels the graph would otherwise replay one by one).
 
 `generate_no_cache` is the reference: the plain forward pass over the whole sequence every step.
@@ -65,19 +65,20 @@ def tokenizer_stop_ids(tokenizer: object | None) -> list[int]:
     return sorted({specials[t] for t in ("<|endoftext|>", "<|end|>") if t in specials})
 
 
-class _CudaGraphStep:
-    """One decode step for a fixed batch size, captured as a CUDA graph over a static cache.
+class _StaticStep:
+    """One decode step for a fixed batch size over a static cache of block_size slots, with
+    static input tensors (token, position, slot, attention mask) updated in place before each call.
 
-    The graph reads its inputs from static tensors (token, position, slot, attention mask) that are
-    updated in place before each replay; the cache tensors are fixed too, so prefill writes into
-    this object's cache.
+    Fixed shapes and addresses are what a CUDA graph needs: on CUDA the step is captured once and
+    replayed. Attention covers the whole cache under the mask, so the shapes never change. Without
+    capture (CPU) it runs the same computation eagerly, which is how the tests check it.
     """
 
-    def __init__(self, model: GPT, batch: int, compile_model: bool) -> None:
+    def __init__(self, model: GPT, batch: int, compile_model: bool, cache_dtype: torch.dtype | None) -> None:
         self.model = model
         device = model.transformer.wte.weight.device
         self.max_len = model.block_size
-        self.cache = model.allocate_cache(batch, self.max_len)
+        self.cache = model.allocate_cache(batch, self.max_len, dtype=cache_dtype)
         self.idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.pos = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.slot = torch.zeros(1, dtype=torch.long, device=device)
@@ -86,7 +87,7 @@ class _CudaGraphStep:
         if compile_model:
             step = torch.compile(step, dynamic=False, fullgraph=True)
         self._step = step
-        self.graph = None
+        self.graph: torch.cuda.CUDAGraph | None = None
 
     def _run(self) -> Tensor:
         return self._step(self.idx, self.pos, self.cache, self.slot, self.max_len, self.mask)
@@ -110,6 +111,8 @@ class _CudaGraphStep:
         self.pos.copy_(positions[:, None])
         self.slot.fill_(slot)
         self.mask[..., slot] = True
+        if self.graph is None:
+            return self._run()
         self.graph.replay()
         return self.logits
 
@@ -123,7 +126,7 @@ class Engine:
 
     def __init__(self, model: GPT, tokenizer: object | None = None, *, precision: str | None = "auto",
                  device: str | torch.device | None = None, cuda_graphs: bool = True,
-                 compile_model: bool = False) -> None:
+                 compile_model: bool = False, static_cache: bool | None = None) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         if precision == "auto":
             precision = default_precision(self.device)
@@ -138,9 +141,12 @@ class Engine:
         # CPU attention kernels are several times faster in fp32 than in bf16, and the cache is
         # small next to the weights, so on CPU it stays fp32 whatever the weights are.
         self.cache_dtype = torch.float32 if self.device.type == "cpu" else None
-        self.use_cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        # Static cache (fixed shapes, masked attention over all block_size slots): the default on
+        # CUDA, where steps are replayed as graphs; the CPU is faster attending to the filled part.
+        self.static_cache = self.device.type == "cuda" if static_cache is None else static_cache
+        self.use_cuda_graphs = cuda_graphs and self.static_cache and self.device.type == "cuda"
         self.compile_model = compile_model
-        self._graph_steps: dict[int, _CudaGraphStep] = {}
+        self._static_steps: dict[int, _StaticStep] = {}
 
     @property
     def block_size(self) -> int:
@@ -237,12 +243,13 @@ class Engine:
         c.text = text[:min(hits)]
         return True
 
-    def graph_step(self, batch: int) -> _CudaGraphStep:
-        if batch not in self._graph_steps:
-            step = _CudaGraphStep(self.model, batch, self.compile_model)
-            step.capture()
-            self._graph_steps[batch] = step
-        return self._graph_steps[batch]
+    def static_step(self, batch: int) -> _StaticStep:
+        if batch not in self._static_steps:
+            step = _StaticStep(self.model, batch, self.compile_model, self.cache_dtype)
+            if self.use_cuda_graphs:
+                step.capture()
+            self._static_steps[batch] = step
+        return self._static_steps[batch]
 
 
 class _DecodeState:
@@ -250,12 +257,12 @@ class _DecodeState:
 
     def __init__(self, engine: Engine, cache: KVCache, valid: Tensor, lengths: Tensor,
                  prompt_len: int, max_len: int, padded: bool, seen: Tensor | None,
-                 graph: _CudaGraphStep | None) -> None:
+                 static: _StaticStep | None) -> None:
         self.engine, self.model = engine, engine.model
         self.cache, self.valid = cache, valid
         self.row_lengths, self.next_pos = lengths.tolist(), lengths.clone()
         self.prompt_len, self.max_len, self.padded = prompt_len, max_len, padded
-        self.seen, self.graph = seen, graph
+        self.seen, self.static = seen, static
         self.slot = prompt_len
         self.first_logits: Tensor
 
@@ -272,9 +279,9 @@ class _DecodeState:
         columns = torch.arange(P, device=device)
         positions = (columns[None] - pad[:, None]).clamp(min=0)
 
-        graph = engine.graph_step(batch) if engine.use_cuda_graphs else None
-        if graph is not None:
-            cache, max_len = graph.cache, graph.max_len
+        static = engine.static_step(batch) if engine.static_cache else None
+        if static is not None:
+            cache, max_len = static.cache, static.max_len
         else:
             # Enough slots for every row to reach max_new_tokens or its own full context (a row
             # with k padding slots may use k slots beyond block_size).
@@ -304,15 +311,15 @@ class _DecodeState:
             counts = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.int32, device=device)
             counts.scatter_add_(1, idx, valid[::n, :P].to(torch.int32))
             seen = (counts > 0).repeat_interleave(n, dim=0)
-        if graph is not None:
-            graph.mask.copy_(valid[:, None, None, :] & (torch.arange(max_len, device=device) < P))
-        state = cls(engine, cache, valid, lengths, P, max_len, padded, seen, graph)
+        if static is not None:
+            static.mask.copy_(valid[:, None, None, :] & (torch.arange(max_len, device=device) < P))
+        state = cls(engine, cache, valid, lengths, P, max_len, padded, seen, static)
         state.first_logits = logits
         return state
 
     def context_full(self, row: int, generated: int) -> bool:
         """Whether `row` cannot take another token: its context (prompt + generated) would exceed
-        block_size, or the cache has no slot left (in CUDA-graph mode the cache holds block_size
+        block_size, or the cache has no slot left (with a static cache, as on CUDA, it holds block_size
         slots shared by all rows, so a left-padded row can stop a little early)."""
         return self.row_lengths[row] + generated > self.model.block_size or self.slot >= self.max_len
 
@@ -321,8 +328,8 @@ class _DecodeState:
         if self.seen is not None:
             self.seen.scatter_(1, tokens[:, None], True)
         slot = self.slot
-        if self.graph is not None:
-            logits = self.graph(tokens, self.next_pos, slot)
+        if self.static is not None:
+            logits = self.static(tokens, self.next_pos, slot)
         else:
             kv_len = slot + 1
             mask = self.valid[:, None, None, :kv_len] if self.padded else None

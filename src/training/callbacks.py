@@ -72,6 +72,14 @@ class TrainingMonitor(StepCallback):
         self.run_tokens = 0
         self.run_seconds = 0.0
 
+    # Throughput accumulates over the sessions of a resumed run.
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_tokens": self.run_tokens, "run_seconds": self.run_seconds, "latest": self.latest}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run_tokens, self.run_seconds = state["run_tokens"], state["run_seconds"]
+        self.latest = dict(state["latest"])
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _sync(pl_module.device)
         self._t, self._step = time.perf_counter(), trainer.global_step
@@ -79,7 +87,7 @@ class TrainingMonitor(StepCallback):
 
     def on_step(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         pl_module.guard.poll()
-        if step % self.log_every:
+        if step % self.log_every and step < trainer.max_steps:
             return
         _sync(pl_module.device)
         now = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from omegaconf import DictConfig, OmegaConf
 
@@ -172,65 +173,76 @@ def set_torch_globals(t: DictConfig) -> None:
     torch.set_float32_matmul_precision(t.matmul_precision)
 
 
-def pretrain(cfg: DictConfig, run: StageRun) -> None:
+def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run: StageRun
+                  ) -> tuple[L.Trainer, TokenDataModule]:
+    """The Lightning trainer (strategy, precision, accumulation, callbacks) and the data module."""
     p, t = cfg.pretrain, cfg.trainer
-    check_recipe(p)
-    data_dir = resolve(p.data_dir)
-    meta = read_meta(data_dir)
-    ckpt_dir, report_file = resolve(p.ckpt_dir), resolve(p.report_dir) / "metrics.json"
-    set_torch_globals(t)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    tokenizer_dir = p.tokenizer_dir or meta.tokenizer_dir
-    model = model_config(cfg, meta)
-    identity = run_identity(cfg, model, meta)
-    module = PretrainModule(model, OmegaConf.to_container(p, resolve=True),
-                            OmegaConf.to_container(t, resolve=True), tokenizer_dir, identity)
     gpt = module.model
-    n_params = gpt.num_params()
-    print(f"model {cfg.model.name}: {n_params:,} parameters "
-          f"({gpt.num_params(non_embedding=True):,} without embeddings)", file=sys.stderr)
-
+    batch = plan_batch(p, gpt.config_dict()["block_size"], world_size(t))
+    datamodule = TokenDataModule(meta, batch.block_size, batch.micro_batch_size,
+                                 p.val_batch_size or batch.micro_batch_size, p.val_batches,
+                                 batch.accum, cfg.seed, t.num_workers, t.pin_memory)
+    if datamodule.val_block_size < batch.block_size:
+        run.summary.notes.append(
+            f"val split has {meta.split('val').n_tokens} tokens: validating on windows of "
+            f"{datamodule.val_block_size} tokens instead of model.block_size={batch.block_size}")
+    on_gpu = t.accelerator in {"gpu", "cuda"} or (t.accelerator == "auto" and torch.cuda.is_available())
+    peak = peak_flops(torch.device("cuda" if on_gpu else "cpu"), t.precision, t.peak_tflops)
+    monitor = TrainingMonitor(p.log_every, batch.tokens_per_step, gpt.flops_per_token(), peak,
+                              batch.world_size)
+    static = {"params": gpt.num_params(), "params_non_embedding": gpt.num_params(non_embedding=True),
+              "flops_per_token": gpt.flops_per_token(), "tokens_per_step": batch.tokens_per_step,
+              "world_size": batch.world_size}
+    plan = EvalPlan(p.val_every, p.save_every, p.max_steps, resolve(p.ckpt_dir),
+                    resolve(p.report_dir) / "metrics.json", meta.split("val").tokens_per_byte, static)
+    evaluator = Evaluator(datamodule, plan, monitor, load_sampler(cfg, module.hparams["tokenizer_dir"], run))
     logger = None
     if run.run_id is not None:
         import mlflow
 
         logger = StageRunLogger(mlflow.get_tracking_uri(), run.run_id)
-    trainer_kwargs = dict(
+    trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=make_strategy(t, gpt, p.optimizer), precision=t.precision, deterministic=t.deterministic,
-        max_steps=p.max_steps, limit_val_batches=0, num_sanity_val_steps=0,
-        logger=logger or False, enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=t.enable_progress_bar, use_distributed_sampler=False,
-        log_every_n_steps=p.log_every, plugins=[AtomicCheckpointIO()], default_root_dir=str(ckpt_dir),
+        strategy=make_strategy(t, gpt, p.optimizer), precision=t.precision,
+        deterministic=t.deterministic, max_steps=p.max_steps, accumulate_grad_batches=batch.accum,
+        # Validation runs in the Evaluator at step intervals, not in Lightning's epoch loop.
+        limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
+        logger=logger or False, log_every_n_steps=p.log_every,
+        callbacks=[monitor, evaluator, *([TQDMProgressBar()] if t.enable_progress_bar else [])],
+        enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=t.enable_progress_bar, plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(resolve(p.ckpt_dir)),
     )
-    batch = plan_batch(p, gpt.config_dict()["block_size"], world_size(t))
-    datamodule = TokenDataModule(meta, batch.block_size, batch.micro_batch_size,
-                                 p.val_batch_size or batch.micro_batch_size, p.val_batches,
-                                 batch.accum, cfg.seed, t.num_workers, t.pin_memory)
-    on_gpu = t.accelerator in {"gpu", "cuda"} or (t.accelerator == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if on_gpu else "cpu")
-    peak = peak_flops(device, t.precision, t.peak_tflops)
-    if datamodule.val_block_size < batch.block_size:
-        run.summary.notes.append(
-            f"val split has {meta.split('val').n_tokens} tokens: validating on windows of "
-            f"{datamodule.val_block_size} tokens instead of model.block_size={batch.block_size}")
-    static = {"params": n_params, "params_non_embedding": gpt.num_params(non_embedding=True),
-              "flops_per_token": gpt.flops_per_token(), "tokens_per_step": batch.tokens_per_step,
-              "world_size": batch.world_size}
-    monitor = TrainingMonitor(p.log_every, batch.tokens_per_step, gpt.flops_per_token(), peak,
-                              batch.world_size)
-    plan = EvalPlan(p.val_every, p.save_every, p.max_steps, ckpt_dir, report_file,
-                    meta.split("val").tokens_per_byte, static)
-    evaluator = Evaluator(datamodule, plan, monitor, load_sampler(cfg, tokenizer_dir, run))
-    trainer = L.Trainer(**trainer_kwargs, accumulate_grad_batches=batch.accum,
-                        callbacks=[monitor, evaluator])
-
-    resume_from = resume_point(cfg, identity, ckpt_dir, run)
-    run.log_metrics({"model.params": n_params, "train.tokens_per_step": batch.tokens_per_step,
+    if trainer.world_size != batch.world_size:
+        raise PretrainConfigError(
+            f"Lightning runs {trainer.world_size} processes but trainer.devices x trainer.num_nodes "
+            f"gives {batch.world_size}; set them to match the launcher")
+    run.log_metrics({"model.params": gpt.num_params(), "train.tokens_per_step": batch.tokens_per_step,
                      "train.grad_accum_steps": batch.accum})
+    return trainer, datamodule
+
+
+def pretrain(cfg: DictConfig, run: StageRun) -> None:
+    p, t = cfg.pretrain, cfg.trainer
+    check_recipe(p)
+    meta = read_meta(resolve(p.data_dir))
+    set_torch_globals(t)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    model = model_config(cfg, meta)
+    identity = run_identity(cfg, model, meta)
+    module = PretrainModule(model, OmegaConf.to_container(p, resolve=True),
+                            OmegaConf.to_container(t, resolve=True),
+                            p.tokenizer_dir or meta.tokenizer_dir, identity)
+    gpt = module.model
+    print(f"model {cfg.model.name}: {gpt.num_params():,} parameters "
+          f"({gpt.num_params(non_embedding=True):,} without embeddings)", file=sys.stderr)
+    trainer, datamodule = build_trainer(cfg, module, meta, run)
+    ckpt_dir = resolve(p.ckpt_dir)
+    resume_from = resume_point(cfg, identity, ckpt_dir, run)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
 
+    report_file = resolve(p.report_dir) / "metrics.json"
     report = json.loads(report_file.read_text(encoding="utf-8"))
     run.log_metrics({f"final.{k}": v for k, v in report.items() if isinstance(v, (int, float))})
     run.log_artifact(report_file)

@@ -137,3 +137,10 @@ def test_parse_stacked_timings_without_text() -> None:
 def test_parse_text_without_timings_gives_no_cues() -> None:
     parsed = parse_subtitle("Just a letter.\nNothing else.\n", SubsParseConfig())
     assert parsed.cues == []
+
+
+def test_parse_index_with_stray_control_character() -> None:
+    # Found by fuzzing: an index line "13\x1f" passes a \s-tolerant check but not int().
+    text = "13\x1f\n00: 00: 01,000 -> 00: 00: 02,000\nOne.\n\n14\n00:00:03,000 --> 00:00:04,000\nTwo.\n"
+    parsed = parse_subtitle(text, SubsParseConfig())
+    assert [(c.index, c.text) for c in parsed.cues] == [(13, "One."), (14, "Two.")]

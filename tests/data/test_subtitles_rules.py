@@ -8,7 +8,7 @@ import pytest
 
 from src.config.sections.clean_subs import SubsFluffRules
 from src.data.subtitles.cleaner import clean_subtitle_bytes, sentence_case
-from src.data.subtitles.fluff import FluffPatterns, clean_cue_lines, strip_markup
+from src.data.subtitles.fluff import FluffPatterns, clean_cue_lines, clean_cues, strip_markup
 from tests.data.subtitle_fixtures import config, srt
 
 
@@ -163,3 +163,14 @@ def test_zero_duration_cue_dropped() -> None:
     res = clean_subtitle_bytes(data, "z", config())
     assert [u.text for u in res.utterances] == ["Visible line of dialogue."]
     assert res.rules["zero_duration"] == 1
+
+
+def test_file_wide_passes_keep_cues_apart() -> None:
+    """Rules run over a whole file's joined cues; no match may reach into a neighbouring cue."""
+    counts: Counter[str] = Counter()
+    texts = ["İstanbul was cold.", "Downloaded From www.AllSubs.org", "[music starts", "and stops] Hi.",
+             "Subtitles by", "Nobody at all.", "TOM: Fine."]
+    out = clean_cues(texts, FluffPatterns.build(SubsFluffRules()), counts, True, "latin")
+    assert out == [["İstanbul was cold."], [], ["[music starts"], ["and stops] Hi."], [],
+                   ["Nobody at all."], ["Fine."]]
+    assert counts["site_ad"] == 1 and counts["translator_credit"] == 1 and counts["sound_description"] == 0

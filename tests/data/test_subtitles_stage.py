@@ -125,3 +125,27 @@ def test_benchmark_runs_on_the_sample(tmp_path: Path, capsys: pytest.CaptureFixt
     shutil.copytree(SAMPLE, tmp_path / "subs", ignore=shutil.ignore_patterns("archives"))
     assert bench_main(["--root", str(tmp_path / "subs"), "--workers", "1", "--repeat", "1"]) == 0
     assert "MB/s" in capsys.readouterr().out
+
+
+def test_a_crash_on_one_file_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import src.data.subtitles.clean as stage_module
+
+    real = stage_module.clean_subtitle_bytes
+
+    def flaky(data: bytes, name: str, *args: object) -> object:
+        if name.startswith("ru_poezd"):
+            raise RuntimeError("boom")
+        return real(data, name, *args)
+
+    monkeypatch.setattr(stage_module, "clean_subtitle_bytes", flaky)
+    raw = _manifest(tmp_path)
+    reports = tmp_path / "reports"
+    cfg = load_config(compose([
+        f"clean_subs.input_dir={raw}", f"clean_subs.output={tmp_path / 'out.parquet'}",
+        f"clean_subs.report_dir={reports}", "clean_subs.workers=1", "tracking.enabled=false",
+    ]))
+    clean_subs(cfg, StageRun("clean_subs", cfg, tracking_active=False))
+    files = {f["file_id"]: f for f in json.loads((reports / "report.json").read_text())["files"]}
+    assert files["ru_poezd__utf-8_mixed-eol"]["reason"] == "error"
+    assert "RuntimeError: boom" in files["ru_poezd__utf-8_mixed-eol"]["error"]
+    assert files["ru_dacha__windows-1251"]["status"] == "kept"

@@ -186,3 +186,24 @@ def test_cuda_graph_decoding_matches_reference(compile_model):
         assert c.tokens == generate_no_cache(model, prompt, 10)
     again = engine.generate(PROMPTS[:1], GREEDY.with_(max_new_tokens=10), stop_ids=[])
     assert again[0].tokens == completions[0].tokens
+
+
+@pytest.mark.parametrize("name", ["learned", "modern"])
+def test_static_cache_step_matches_reference(name):
+    # The CUDA-graph path's computation (fixed-size cache, masked attention over every slot), run
+    # eagerly on CPU; prompts + new tokens stay inside block_size so no row is cut short.
+    model = tiny_model(**OPTIONS[name])
+    engine = Engine(model, precision=None, static_cache=True)
+    for _ in range(2):  # the second call reuses the static cache left dirty by the first
+        completions = engine.generate(PROMPTS, GREEDY.with_(max_new_tokens=20), stop_ids=[])
+        for prompt, c in zip(PROMPTS, completions, strict=True):
+            assert c.tokens == generate_no_cache(model, prompt, 20)
+
+
+@pytest.mark.slow
+def test_compiled_static_step_matches_reference():
+    model = tiny_model(**OPTIONS["modern"])
+    engine = Engine(model, precision=None, static_cache=True, compile_model=True)
+    completions = engine.generate(PROMPTS, GREEDY.with_(max_new_tokens=10), stop_ids=[])
+    for prompt, c in zip(PROMPTS, completions, strict=True):
+        assert c.tokens == generate_no_cache(model, prompt, 10)

@@ -39,14 +39,16 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_killed_and_resumed_run_matches_uninterrupted(tmp_path: Path, token_dir: Path,
+@pytest.mark.parametrize("recipe", [("pretrain.optimizer=adamw", "pretrain.schedule=cosine"),
+                                    ("pretrain.optimizer=muon", "pretrain.schedule=wsd")])
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path: Path, token_dir: Path, recipe: tuple,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from src.training.callbacks import Evaluator
     from tests.training.conftest import small_config
 
     # Dropout makes the global RNG matter; save_every=2 and a kill after step 3 means the resumed
     # run must redo step 3 from the step-2 checkpoint and land on the same weights anyway.
-    overrides = ("model.dropout=0.1", "pretrain.save_every=2", "pretrain.grad_accum_steps=2")
+    overrides = ("model.dropout=0.1", "pretrain.save_every=2", "pretrain.grad_accum_steps=2", *recipe)
     whole = small_config(tmp_path / "whole", token_dir, *overrides)
     run_pretrain(whole)
 
@@ -159,3 +161,30 @@ def test_rerun_resumes_only_the_same_config(tmp_path: Path, make_config) -> None
     assert any("starting over" in n and "pretrain.lr" in n for n in other.summary.notes)
     assert not torch.equal(first["model.transformer.wte.weight"],
                            _weights(tmp_path / "ckpt" / "last.ckpt")["model.transformer.wte.weight"])
+
+
+def test_bf16_autocast_path_runs_on_cpu(tmp_path: Path, make_config) -> None:
+    # The GPU configs' precision; on the CPU it exercises the same autocast contexts in training,
+    # validation and sampling.
+    tok_dir = _char_tokenizer_with_48_ids(tmp_path / "tokenizer")
+    run_pretrain(make_config("trainer.precision=bf16-mixed", "pretrain.max_steps=3",
+                             "pretrain.warmup_steps=1", f"pretrain.tokenizer_dir={tok_dir}",
+                             "pretrain.sample_tokens=3"))
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert math.isfinite(report["val_loss"])
+    assert (tmp_path / "ckpt" / "samples.txt").read_text().count("# step 3") == 1
+
+
+def test_fsdp_strategy_wraps_blocks_and_refuses_muon(make_config) -> None:
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from src.models.gpt import GPT
+    from src.training.pretrain import PretrainConfigError, make_strategy
+
+    cfg = make_config("trainer=fsdp")
+    model = GPT.from_config_dict({**cfg.model, "vocab_size": 48})
+    strategy = make_strategy(cfg.trainer, model, "adamw")
+    assert isinstance(strategy, FSDPStrategy)
+    assert {c.__name__ for c in strategy._fsdp_kwargs["auto_wrap_policy"]._module_classes} == {"Block"}
+    with pytest.raises(PretrainConfigError, match="muon"):
+        make_strategy(cfg.trainer, model, "muon")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import html
 import re
-from bisect import bisect_right
-from itertools import accumulate
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from src.config.sections.clean_subs import SubsFluffRules
 from src.data.subtitles.srt_parse import TIMING_LINE
@@ -190,17 +190,19 @@ class _Joined:
 
     def __init__(self, texts: list[str]) -> None:
         self.text = SEP.join(texts)
-        self.starts = [0, *accumulate(len(t) + len(SEP) for t in texts[:-1])]
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + len(SEP)
+        self.starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
 
     def cues_hit(
-        self, rx: re.Pattern[str], text: str | None = None,
-        keep: Callable[[str, re.Match[str]], bool] | None = None,
+        self, rx: re.Pattern[str], keep: Callable[[str, re.Match[str]], bool] | None = None
     ) -> set[int]:
         """Indexes of the cues `rx` matches in (by the match's last character: a `^\\W*` pattern may
         start on the separator line); `keep` filters matches."""
-        text = text or self.text
-        return {bisect_right(self.starts, m.end() - 1) - 1 for m in rx.finditer(text)
-                if keep is None or keep(text, m)}
+        text = self.text
+        ends = [m.end() - 1 for m in rx.finditer(text) if keep is None or keep(text, m)]
+        if not ends:
+            return set()
+        return set((np.searchsorted(self.starts, ends, side="right") - 1).tolist())
 
 
 def is_caps(line: str, min_letters: int) -> bool:
@@ -251,13 +253,13 @@ def clean_cues(
 ) -> list[list[str]]:
     """Markup-free cue texts -> each cue's remaining lines (empty when the whole cue is fluff)."""
     r = pat.rules
-    joined = _Joined(texts)
-    lower = joined.text.lower()
+    # Lower-cased cue by cue: lower() may change a text's length ("İ"), and offsets must hold.
+    lower = _Joined([t.lower() for t in texts])
     dropped: dict[int, str] = {}
     for rule in pat.cue_rules:
-        if not any(needle in lower for needle in rule.needles):
+        if not any(needle in lower.text for needle in rule.needles):
             continue
-        for i in joined.cues_hit(rule.pattern, lower, _whole_word if rule.whole_word else None):
+        for i in lower.cues_hit(rule.pattern, keep=_whole_word if rule.whole_word else None):
             dropped.setdefault(i, rule.name)
     counts.update(dropped.values())
     kept_ids = [i for i in range(len(texts)) if i not in dropped]
@@ -269,7 +271,7 @@ def clean_cues(
     joined = _Joined(bodies)
     # One pass per line rule over the whole file says which cues need a per-line look.
     timing = joined.cues_hit(TIMING_LINE) if r.timing_residue else set()
-    url = joined.cues_hit(_URL, joined.text.lower(), _is_url) if r.url else set()
+    url = _Joined([b.lower() for b in bodies]).cues_hit(_URL, keep=_is_url) if r.url else set()
     music = joined.cues_hit(_MUSIC_LINE) if r.music else set()
     foreign = r.foreign_script_line and script in _SCRIPT_RX
     caps = r.caps_caption and mixed_case_file

@@ -22,14 +22,14 @@ _LEADING_DOTS = re.compile(r"^(?:\.{2,}|…)\s*")
 _FIRST_LETTER = re.compile(r"[^\W\d_]")
 
 
-@dataclass
+@dataclass(slots=True)
 class CleanCue:
     start_ms: int
     end_ms: int
     lines: list[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class Utterance:
     start_ms: int
     end_ms: int
@@ -63,23 +63,18 @@ def split_turns(cue: CleanCue, cfg: SubsLinesConfig, counts: Counter[str]) -> li
     ]
 
 
-def _ends_open(text: str) -> bool:
-    """True when the text does not end a sentence (no final . ! ?, or a trailing comma/ellipsis)."""
+def _ending(text: str) -> tuple[bool, bool]:
+    """(open, marked): the text does not end a sentence; it ends in , ; : - or an ellipsis."""
     tail = text.rstrip().rstrip(_CLOSERS)
     if not tail:
-        return False
-    if tail.endswith(("...", "…")):
-        return True
-    return tail[-1] not in _FINAL
-
-
-def _ends_with_mark(text: str) -> bool:
-    return text.rstrip().rstrip(_CLOSERS).endswith(_CONTINUATION_MARKS)
+        return False, False
+    marked = tail.endswith(_CONTINUATION_MARKS)
+    return marked or tail[-1] not in _FINAL, marked
 
 
 def _starts_continued(text: str) -> bool:
     """Starts lower-case or with an ellipsis ("...as six single people?")."""
-    if _LEADING_DOTS.match(text):
+    if text[:1] in ".…" and _LEADING_DOTS.match(text):
         return True
     m = _FIRST_LETTER.search(text[:4])
     return bool(m and m.group().islower())
@@ -91,9 +86,10 @@ def _should_merge(prev: Utterance, nxt: Utterance, cfg: SubsLinesConfig) -> bool
     gap = nxt.start_ms - prev.end_ms
     if gap > cfg.merge_max_gap_ms:
         return False
-    if _ends_with_mark(prev.text) and gap <= cfg.merge_short_gap_ms:
+    is_open, marked = _ending(prev.text)
+    if marked and gap <= cfg.merge_short_gap_ms:
         return True
-    return _ends_open(prev.text) and _starts_continued(nxt.text)
+    return is_open and _starts_continued(nxt.text)
 
 
 def _join(prev: str, nxt: str) -> str:

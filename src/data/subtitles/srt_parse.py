@@ -23,7 +23,11 @@ _EOL = re.compile(r"\r\n?")
 _LIBRARY_STAMP = re.compile(r"(\d+)\D(\d+)\D(\d+)(?:\D(\d*))?")
 
 
-@dataclass
+class LibraryRejected(ValueError):
+    """The `srt` library's grammar does not cover the file; the fallback parser takes over."""
+
+
+@dataclass(slots=True)
 class Cue:
     index: int | None
     start_ms: int
@@ -71,13 +75,13 @@ def _parse_with_library(text: str) -> list[Cue]:
     expected = 0
     for m in srt.SRT_REGEX.finditer(text):
         if m.start() != expected and text[expected:m.start()].strip():
-            raise srt.SRTParseError(expected, m.start(), text[expected:m.start()])
+            raise LibraryRejected(f"unparsed text at char {expected}: {text[expected:m.start()][:50]!r}")
         raw_index, raw_start, raw_end, _proprietary, content = m.groups()
         index = int(raw_index.split(".")[0]) if raw_index else None
         cues.append(Cue(index, _library_ms(raw_start), _library_ms(raw_end), content))
         expected = m.end()
     if text[expected:].strip():
-        raise srt.SRTParseError(expected, len(text), text[expected:])
+        raise LibraryRejected(f"unparsed text at char {expected}: {text[expected:][:50]!r}")
     return cues
 
 
@@ -102,7 +106,7 @@ def _parse_fallback(text: str) -> tuple[list[Cue], list[str]]:
         ):
             body.pop()
         index_line = lines[line_no - 1] if line_no > 0 else ""
-        index = int(index_line) if _INDEX_LINE.match(index_line) else None
+        index = int(index_line.strip()) if _INDEX_LINE.match(index_line) else None
         cues.append(Cue(index, start, end, "\n".join(body).strip("\n")))
     return cues, warnings
 
@@ -127,14 +131,14 @@ def parse_subtitle(text: str, cfg: SubsParseConfig) -> Parsed:
         if not cues and TIMING_LINE.search(text) is None:
             return Parsed([], parser, ["no SRT timing line found"], _counts([]))
         if not cues:
-            raise srt.SRTParseError(0, 0, text[:40])
+            raise LibraryRejected("no cue in the library's grammar")
         # The library reads a cue it cannot parse as part of the previous cue's text (it allows
         # blank lines inside cues); a timing line inside a cue's text means exactly that happened.
         swallowed = next((c for c in cues if TIMING_LINE.search(c.text)), None)
         if swallowed is not None:
-            raise srt.SRTParseError(0, 0, f"timing line inside cue {swallowed.index}")
-    except (srt.SRTParseError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:120]
+            raise LibraryRejected(f"a timing line inside the text of cue {swallowed.index}")
+    except (LibraryRejected, ValueError) as exc:
+        reason = str(exc)
         cues, warnings = _parse_fallback(text)
         parser = "fallback"
         warnings.insert(0, f"srt library rejected the file ({reason}); used the fallback parser")
