@@ -57,7 +57,9 @@ def export(checkpoint: Path, out_dir: Path, dtype: str = "fp32") -> Path:
             "source": str(checkpoint),
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; the export is an ordinary folder
+        # mkdtemp and safetensors make private files; the export is an ordinary, shareable folder.
+        os.chmod(staging, 0o755)
+        os.chmod(staging / WEIGHTS_FILE, 0o644)
         old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
         if out_dir.exists():
             os.replace(out_dir, old)

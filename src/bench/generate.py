@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64, help="the large batch size")
     ap.add_argument("--batch-new-tokens", type=int, default=32, help="new tokens per row at --batch")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step (CUDA)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="torch.compile the decode step (default: on CUDA only)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     args = ap.parse_args(argv)
 

@@ -112,6 +112,10 @@ class TrainingMonitor(StepCallback):
         pl_module.log_dict({"loss": metrics["train/loss"], "tok/s": tokens_per_s}, prog_bar=True,
                            logger=False, on_step=True, on_epoch=False)
 
+    def exclude(self, seconds: float) -> None:
+        """Leave time spent outside training (evaluation, checkpoints) out of tokens/s."""
+        self._t += seconds
+
     @property
     def mean_tokens_per_s(self) -> float:
         return self.run_tokens / self.run_seconds if self.run_seconds else float("nan")
@@ -147,7 +151,6 @@ class Evaluator(StepCallback):
         self.best_loss = math.inf
         self.best_step = -1
         self.curve: list[dict[str, float]] = []
-        self._saved_last_at = -1
 
     # Survives resume: the best score so far and the validation curve.
     def state_dict(self) -> dict[str, Any]:
@@ -162,11 +165,18 @@ class Evaluator(StepCallback):
 
     def on_step(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         final = step >= self.plan.max_steps
-        if step % self.plan.val_every == 0 or final:
+        validate = step % self.plan.val_every == 0 or final
+        save = step % self.plan.save_every == 0 or final
+        if not (validate or save):
+            return
+        _sync(pl_module.device)
+        started = time.perf_counter()
+        if validate:
             self.evaluate(trainer, pl_module, step)
-        if step % self.plan.save_every == 0 or final:
+        if save:
             trainer.save_checkpoint(self.plan.ckpt_dir / LAST, weights_only=False)
-            self._saved_last_at = step
+        _sync(pl_module.device)
+        self.monitor.exclude(time.perf_counter() - started)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         val_loss = self.validation_loss(trainer, pl_module)

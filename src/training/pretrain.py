@@ -27,8 +27,8 @@ from src.training.callbacks import EvalPlan, Evaluator, SampleSettings, Training
 from src.training.checkpoint import BEST, LAST, AtomicCheckpointIO, identity_diff
 from src.training.data import TokenDataModule, TokenMeta, read_meta
 from src.training.flops import peak_flops
+from src.training.mlflow_logger import StageRunLogger
 from src.training.module import PretrainModule
-from src.training.tracking import StageRunLogger
 
 # Validation runs in the Evaluator callback (at optimizer-step intervals, through the strategy), not in
 # Lightning's epoch-based loop; the module's validation_step is what it calls.

@@ -19,6 +19,16 @@ OPTIONS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine a second OpenMP
+    thread that waits for a busy core makes every op slow; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_model(seed: int = 0, **options) -> GPT:
     torch.manual_seed(seed)
     cfg = {"vocab_size": VOCAB, "block_size": 48, "n_layer": 2, "n_head": 4, "n_embd": 64, **options}

@@ -8,9 +8,20 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from src.config import compose, load_config
 from src.config.sections.model import ModelConfig
 from src.models.gpt import GPT
 from src.paths import CONF_DIR
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine a second OpenMP
+    thread that waits for a busy core makes every op slow; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def small(**overrides) -> dict:
@@ -154,3 +165,4 @@ def test_preset_parameter_counts(preset, vocab, expected_millions):
     with torch.device("meta"):
         model = GPT(cfg)
     assert model.num_params() / 1e6 == pytest.approx(expected_millions, abs=0.05)
+    assert load_config(compose([f"model={preset}"])).model.name == preset

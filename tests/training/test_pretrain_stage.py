@@ -185,6 +185,8 @@ def test_fsdp_strategy_wraps_blocks_and_refuses_muon(make_config) -> None:
     model = GPT.from_config_dict({**cfg.model, "vocab_size": 48})
     strategy = make_strategy(cfg.trainer, model, "adamw")
     assert isinstance(strategy, FSDPStrategy)
-    assert {c.__name__ for c in strategy._fsdp_kwargs["auto_wrap_policy"]._module_classes} == {"Block"}
+    policy = strategy.kwargs["auto_wrap_policy"]
+    assert {c.__name__ for c in policy._module_classes} == {"Block"}
+    assert strategy.kwargs["use_orig_params"]  # per-parameter weight decay survives sharding
     with pytest.raises(PretrainConfigError, match="muon"):
         make_strategy(cfg.trainer, model, "muon")

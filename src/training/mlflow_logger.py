@@ -46,11 +46,19 @@ class StageRunLogger(Logger):
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        # Queued and written by MLflow's background thread: a database round trip per logging
+        # interval would otherwise stall the training loop. `finalize` waits for the queue.
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=False)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """The stage runner already logged the flattened config as params."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        import mlflow
+
+        mlflow.flush_async_logging()
 
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
