@@ -124,14 +124,16 @@ def execute_stage(
     run_name: str | None = None,
 ) -> StageSummary:
     """Run stage `name` on a validated config inside an MLflow run; return its summary."""
-    from src.tracking import start_run
+    from src.tracking import is_global_zero, start_run
 
     cfg = load_config(cfg)
     fn = fn or STAGES[name].load()
     tracking = cfg.tracking
-    run = StageRun(name, cfg, tracking_active=tracking.enabled)
+    # One MLflow run per job: under torchrun/SLURM/DDP the other ranks work but do not log.
+    tracking_on = bool(tracking.enabled) and is_global_zero()
+    run = StageRun(name, cfg, tracking_active=tracking_on)
     started = time.perf_counter()
-    if tracking.enabled:
+    if tracking_on:
         start_run(
             experiment=f"{tracking.experiment_prefix}{name}",
             run_name=run_name,
@@ -146,7 +148,7 @@ def execute_stage(
     finally:
         run.summary.seconds = time.perf_counter() - started
         print(run.summary.render(), file=sys.stderr, flush=True)
-        if tracking.enabled:
+        if tracking_on:
             import mlflow
 
             run.log_metrics(run.summary.metrics())

@@ -17,7 +17,14 @@ from typing import Any
 from src.paths import PROJECT_ROOT, main_checkout_root
 
 MAX_PARAMS_PER_BATCH = 100
+# Set by torchrun, SLURM and Lightning's own DDP launcher in every process but the first.
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
 MAX_PARAM_VALUE_CHARS = 6000
+
+
+def is_global_zero() -> bool:
+    """True in the process that logs for a (possibly multi-process) job."""
+    return all(int(os.environ.get(name, "0") or 0) == 0 for name in RANK_VARIABLES)
 
 
 def mlruns_dir() -> Path:

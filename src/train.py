@@ -12,7 +12,6 @@ running the same command again finds its own last.ckpt there and resumes.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -34,14 +33,6 @@ DEFAULT_DIRS = {
 }
 
 
-# Set by torchrun, SLURM and Lightning's own DDP launcher in every process but the first.
-RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
-
-
-def is_global_zero() -> bool:
-    return all(int(os.environ.get(name, "0") or 0) == 0 for name in RANK_VARIABLES)
-
-
 def job_config(cfg: DictConfig) -> DictConfig:
     """The composed config with checkpoints and reports redirected into this job's directory,
     unless the command sets them itself."""
@@ -54,9 +45,6 @@ def job_config(cfg: DictConfig) -> DictConfig:
         data["pretrain"]["ckpt_dir"] = str(out / "checkpoints")
     if "pretrain.report_dir" not in given:
         data["pretrain"]["report_dir"] = str(out)
-    if not is_global_zero():
-        # One MLflow run per training job: the other ranks train but the first one does the logging.
-        data["tracking"]["enabled"] = False
     return load_config(data)
 
 

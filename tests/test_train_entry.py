@@ -49,7 +49,7 @@ def test_sweep_gives_one_tracked_run_per_point(tmp_path: Path, tmp_tracking_uri:
 
 
 def test_only_the_first_process_tracks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from src.train import RANK_VARIABLES, is_global_zero
+    from src.tracking import RANK_VARIABLES, is_global_zero
 
     for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             precision = default_precision(device) if precision == "auto" else precision
             engine = Engine(model, precision=precision, device=device, compile_model=args.compile)
             # Warm-up: first-call allocations, kernel selection, graph capture / compilation.
-            time_generation(engine, 1, args.prompt_len, 4, vocab, 1)
+            for batch in (1, args.batch):
+                time_generation(engine, batch, args.prompt_len, 4, vocab, 1)
             ttft, rate1 = time_generation(engine, 1, args.prompt_len, args.new_tokens, vocab, args.repeats)
             _, rate_n = time_generation(engine, args.batch, args.prompt_len, args.batch_new_tokens, vocab,
                                         max(1, args.repeats - 1))

@@ -201,6 +201,8 @@ def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run:
         import mlflow
 
         logger = StageRunLogger(mlflow.get_tracking_uri(), run.run_id)
+    # null = a bar on a terminal only: in DVC/CI logs it would repeat once per step.
+    progress_bar = sys.stderr.isatty() if t.enable_progress_bar is None else t.enable_progress_bar
     trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=make_strategy(t, gpt, p.optimizer), precision=t.precision,
@@ -208,9 +210,9 @@ def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run:
         # Validation runs in the Evaluator at step intervals, not in Lightning's epoch loop.
         limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
         logger=logger or False, log_every_n_steps=p.log_every,
-        callbacks=[monitor, evaluator, *([TQDMProgressBar()] if t.enable_progress_bar else [])],
+        callbacks=[monitor, evaluator, *([TQDMProgressBar()] if progress_bar else [])],
         enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=t.enable_progress_bar, plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress_bar, plugins=[AtomicCheckpointIO()],
         default_root_dir=str(resolve(p.ckpt_dir)),
     )
     if trainer.world_size != batch.world_size:

@@ -37,4 +37,4 @@ class TrainerConfig:
     fsdp_wrap: list[str] = field(default_factory=lambda: ["Block"])
     # peak FLOP/s per device for MFU in TFLOP/s; 0 = look the GPU up in the peak table (CPU: no MFU)
     peak_tflops: float = 0.0
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool | None = None

@@ -188,10 +188,20 @@ def _spans(text: str, counts: Counter[str], r: SubsFluffRules) -> str:
 class _Joined:
     """Cue texts joined by SEP, mapping a match position back to its cue."""
 
-    def __init__(self, texts: list[str]) -> None:
-        self.text = SEP.join(texts)
-        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + len(SEP)
-        self.starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    def __init__(self, texts: list[str], text: str | None = None, starts: np.ndarray | None = None) -> None:
+        self.text = SEP.join(texts) if text is None else text
+        if starts is None:
+            lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + len(SEP)
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        self.starts = starts
+
+    def lower(self, texts: list[str]) -> _Joined:
+        """The same texts lower-cased (`texts` are the pieces joined). One lower() call over the whole
+        text when that keeps every offset (lower() may lengthen a character: "İ"), else cue by cue."""
+        lowered = self.text.lower()
+        if len(lowered) == len(self.text):
+            return _Joined(texts, lowered, self.starts)
+        return _Joined([t.lower() for t in texts])
 
     def cues_hit(
         self, rx: re.Pattern[str], keep: Callable[[str, re.Match[str]], bool] | None = None
@@ -253,8 +263,7 @@ def clean_cues(
 ) -> list[list[str]]:
     """Markup-free cue texts -> each cue's remaining lines (empty when the whole cue is fluff)."""
     r = pat.rules
-    # Lower-cased cue by cue: lower() may change a text's length ("İ"), and offsets must hold.
-    lower = _Joined([t.lower() for t in texts])
+    lower = _Joined(texts).lower(texts)
     dropped: dict[int, str] = {}
     for rule in pat.cue_rules:
         if not any(needle in lower.text for needle in rule.needles):
@@ -266,14 +275,18 @@ def clean_cues(
     out: list[list[str]] = [[] for _ in texts]
     if not kept_ids:
         return out
-    spanned = _SPACES.sub(" ", _spans(SEP.join(texts[i] for i in kept_ids), counts, r))
+    spanned = _spans(SEP.join(texts[i] for i in kept_ids), counts, r)
+    if "  " in spanned or "\t" in spanned or "\u00a0" in spanned:  # else _SPACES has nothing to do
+        spanned = _SPACES.sub(" ", spanned)
     bodies = spanned.split(SEP)
-    joined = _Joined(bodies)
+    joined = _Joined(bodies, spanned)
     # One pass per line rule over the whole file says which cues need a per-line look.
     timing = joined.cues_hit(TIMING_LINE) if r.timing_residue else set()
-    url = _Joined([b.lower() for b in bodies]).cues_hit(_URL, keep=_is_url) if r.url else set()
+    url = joined.lower(bodies).cues_hit(_URL, keep=_is_url) if r.url else set()
     music = joined.cues_hit(_MUSIC_LINE) if r.music else set()
-    foreign = r.foreign_script_line and script in _SCRIPT_RX
+    foreign = set()
+    if r.foreign_script_line and script in _SCRIPT_RX:  # lines with a letter outside the script
+        foreign = joined.cues_hit(_SCRIPT_RX[script][1])
     caps = r.caps_caption and mixed_case_file
     for k, (i, body) in enumerate(zip(kept_ids, bodies, strict=True)):
         speaker = r.speaker_label and ":" in body
@@ -296,13 +309,15 @@ def clean_cues(
                 if n:
                     counts["speaker_label"] += 1
                     line = line.strip()
-            if foreign and foreign_script(line, script, r):
+            if k in foreign and foreign_script(line, script, r):
                 counts["foreign_script_line"] += 1
                 continue
-            if caps and is_caps(line, r.caps_caption_min_letters):
+            # (the first test is is_caps's own, cheaper here than a call for every line)
+            if caps and line == line.upper() and is_caps(line, r.caps_caption_min_letters):
                 counts["caps_caption"] += 1
                 continue
-            if r.lone_symbol and not _HAS_ALNUM.search(line):
+            # [^\W_] is exactly str.isalnum(); a line's first or last character usually settles it
+            if r.lone_symbol and not (line[:1].isalnum() or line[-1:].isalnum() or _HAS_ALNUM.search(line)):
                 counts["lone_symbol"] += 1
                 continue
             kept.append(line)

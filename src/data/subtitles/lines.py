@@ -42,8 +42,12 @@ def split_turns(cue: CleanCue, cfg: SubsLinesConfig, counts: Counter[str]) -> li
     """One utterance per speaker turn of a cue; wrapped lines of one turn are joined by a space.
 
     Cue lines come stripped and non-empty from the fluff rules."""
-    if not cfg.split_speaker_dashes or not any(line[:1] in _DASHES for line in cue.lines):
-        return [Utterance(cue.start_ms, cue.end_ms, " ".join(cue.lines))]  # one speaker, most cues
+    lines = cue.lines
+    # One speaker, most cues (the one-line test first: a generator per cue costs more than the rest).
+    if not cfg.split_speaker_dashes or (
+        lines[0][:1] not in _DASHES if len(lines) == 1 else not any(line[:1] in _DASHES for line in lines)
+    ):
+        return [Utterance(cue.start_ms, cue.end_ms, lines[0] if len(lines) == 1 else " ".join(lines))]
     turns: list[list[str]] = []
     dashed: list[bool] = []
     for line in cue.lines:
