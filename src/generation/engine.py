@@ -141,10 +141,9 @@ class Engine:
             precision = default_precision(self.device)
         self.precision = precision or "as-given"
         if precision is None:
-            self.model = model
+            self.model = model  # may be a model in training: iter_events restores its mode
         else:
-            self.model = convert_for_decoding(model, precision, self.device)
-        self.model.eval()
+            self.model = convert_for_decoding(model, precision, self.device).eval()
         self.tokenizer = tokenizer
         self.stop_ids = tokenizer_stop_ids(tokenizer)
         # CPU attention kernels are several times faster in fp32 than in bf16, and the cache is
@@ -210,7 +209,22 @@ class Engine:
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
 
-        state = _DecodeState.prefill(self, cropped, n, params)
+        was_training = self.model.training
+        self.model.eval()  # no dropout while generating
+        try:
+            yield from self._decode(cropped, completions, params, n, stops, stop_strings, generator)
+        finally:
+            self.model.train(was_training)
+        if self.tokenizer is not None:
+            for c in completions:
+                if c.text is None:
+                    c.text = self.tokenizer.decode(c.tokens)
+        return completions
+
+    def _decode(self, prompts: list[list[int]], completions: list[Completion], params: SamplingParams,
+                n: int, stops: set[int], stop_strings: Sequence[str],
+                generator: torch.Generator | None) -> Iterator[TokenEvent]:
+        state = _DecodeState.prefill(self, prompts, n, params)
         logits = state.first_logits
         while True:
             tokens = sample(logits, params, state.seen, generator)
@@ -231,13 +245,8 @@ class Engine:
                     c.finish_reason = "context"
                 yield TokenEvent(row, token, c.finish_reason or None)
             if all(c.finish_reason for c in completions):
-                break
+                return
             logits = state.step(tokens)
-        if self.tokenizer is not None:
-            for c in completions:
-                if c.text is None:
-                    c.text = self.tokenizer.decode(c.tokens)
-        return completions
 
     # --- helpers -----------------------------------------------------------------------------------
     def _crop(self, prompt: list[int], index: int) -> list[int]:

@@ -217,3 +217,11 @@ def test_compiled_static_step_matches_reference():
     completions = engine.generate(PROMPTS, GREEDY.with_(max_new_tokens=10), stop_ids=[])
     for prompt, c in zip(PROMPTS, completions, strict=True):
         assert c.tokens == generate_no_cache(model, prompt, 10)
+
+
+def test_a_training_model_is_used_in_place_and_its_mode_restored():
+    model = tiny_model(dropout=0.5).train()
+    engine = Engine(model, precision=None)
+    [c] = engine.generate([PROMPTS[0]], GREEDY.with_(max_new_tokens=8), stop_ids=[])
+    assert model.training  # dropout is back on for training
+    assert c.tokens == generate_no_cache(model.eval(), PROMPTS[0], 8)  # but was off while generating

@@ -40,15 +40,22 @@ def fingerprint(lines: list[str], cfg: SubsDedupConfig) -> Fingerprint:
     if len(words) < k:
         return Fingerprint(exact, np.zeros(0, dtype=np.uint64))
     # crc32 once per distinct word (a stable hash in every worker process, unlike hash()).
-    vocab = {w: zlib.crc32(w.encode("utf-8")) for w in set(words)}
-    tokens = np.array([vocab[w] for w in words], dtype=np.uint64)
+    distinct = set(words)
+    vocab = dict(zip(distinct, map(zlib.crc32, map(str.encode, distinct)), strict=True))
+    tokens = np.array(list(map(vocab.__getitem__, words)), dtype=np.uint64)
     n = len(words) - k + 1
     shingles = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(k):
             shingles = shingles * _SHINGLE_MIX + tokens[j: j + n]
-        hashed = np.unique(shingles * _SCRAMBLE ^ np.uint64(cfg.seed))
+        hashed = _sorted_unique(shingles * _SCRAMBLE ^ np.uint64(cfg.seed))
     return Fingerprint(exact, hashed[: cfg.sketch_size])
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique for a 1-d array, by sorting: numpy 2's hash-based unique is ~20x slower here."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def similarity(a: np.ndarray, b: np.ndarray, sketch_size: int) -> float:
