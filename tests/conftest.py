@@ -32,6 +32,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Test models are tiny and gain nothing from threads; on a busy 2-core machine a second OpenMP
+    thread waiting for a core makes every op slow. Restored after each test."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     root = shared_data_dir()

@@ -21,14 +21,6 @@ from src.tokenizers.char import CharTokenizer
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .,?!\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine a second OpenMP
-    thread that waits for a busy core makes every op slow; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_checkpoint(tmp_path: Path, **options) -> tuple[Path, GPT]:

@@ -14,16 +14,6 @@ from src.models.gpt import GPT
 from src.paths import CONF_DIR
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine a second OpenMP
-    thread that waits for a busy core makes every op slow; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small(**overrides) -> dict:
     return {"vocab_size": 97, "block_size": 32, "n_layer": 2, "n_head": 4, "n_embd": 32, **overrides}
 

@@ -80,6 +80,9 @@ _SPEAKER = re.compile(
     r"^(\s*[-–—‐]?\s*)([A-ZА-ЯЁІЇЄҐ][A-ZА-ЯЁІЇЄҐ0-9'’.-]*(?: [A-ZА-ЯЁІЇЄҐ0-9'’.-]+){0,2})\s*:(?:\s+|$)"
 )
 _HAS_ALNUM = re.compile(r"[^\W_]")
+# A line (after its "\n"; not a separator line) without a letter that upper() surely changes: only
+# such a line can be an ALL-CAPS caption or hold no letter or digit at all.
+_NO_SURE_LOWER_LINE = re.compile(r"\n(?!\x00\n)[^a-zа-яё\n]+(?=\n|\Z)")
 _UPPER = re.compile(r"[A-ZÀ-ÞА-ЯЁІЇЄҐЎ]+")
 _LOWER = re.compile(r"[a-zß-ÿа-яёіїєґў]+")
 _LETTERS = re.compile(r"[^\W\d_]+")
@@ -89,6 +92,32 @@ _SCRIPT_RX = {
     "cyrillic": (re.compile(r"[\u0400-\u052f]+"), re.compile(r"[^\W\d_\u0400-\u052f]")),
 }
 _SPACES = re.compile(r"[ \t\u00a0]+")
+# A line `_MUSIC_LINE` drops holds one of these (its quoted-title form: a quote, then a space).
+_MUSIC_LINE_NEEDLES = ("♪", "♫", "#", '" ', "” ", "» ", "' ")
+# Every timing line has a dash before its ">".
+_ARROW = re.compile(r"-\s*>")
+# Below this code point the characters that count as "a letter outside the script" are listed
+# exactly; from it on every character is a candidate (the general punctuation below it is not).
+_SCRIPT_SCAN_LIMIT = 0x2070
+
+
+def _outside_letter_candidates(other: re.Pattern[str]) -> re.Pattern[str]:
+    """A plain character class matching every character `other` matches, and more only from
+    _SCRIPT_SCAN_LIMIT on. `other` uses Unicode categories (\\W, \\d), which make the regex engine
+    test every character of a text slowly; a class of code point ranges is scanned much faster."""
+    chars = "".join(map(chr, range(_SCRIPT_SCAN_LIMIT)))
+    points = [m.start() for m in other.finditer(chars)]
+    ranges: list[list[int]] = []
+    for cp in points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    ranges.append([_SCRIPT_SCAN_LIMIT, 0x10FFFF])
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
+
+_OUTSIDE_CANDIDATES = {script: _outside_letter_candidates(other) for script, (_, other) in _SCRIPT_RX.items()}
 
 
 # Joins a file's cues: its own line, holding a character no span pattern accepts.
@@ -210,9 +239,17 @@ class _Joined:
         start on the separator line); `keep` filters matches."""
         text = self.text
         ends = [m.end() - 1 for m in rx.finditer(text) if keep is None or keep(text, m)]
-        if not ends:
+        return self._cues_at(ends)
+
+    def cues_with_line(self, rx: re.Pattern[str]) -> set[int]:
+        """Indexes of the cues that hold a line `rx` matches, `rx` matching the line with the "\n"
+        before it (a literal first character makes the scan fast; the first line gets one too)."""
+        return self._cues_at([m.end() - 2 for m in rx.finditer("\n" + self.text)])
+
+    def _cues_at(self, positions: list[int]) -> set[int]:
+        if not positions:
             return set()
-        return set((np.searchsorted(self.starts, ends, side="right") - 1).tolist())
+        return set((np.searchsorted(self.starts, positions, side="right") - 1).tolist())
 
 
 def is_caps(line: str, min_letters: int) -> bool:
@@ -281,15 +318,28 @@ def clean_cues(
     bodies = spanned.split(SEP)
     joined = _Joined(bodies, spanned)
     # One pass per line rule over the whole file says which cues need a per-line look.
-    timing = joined.cues_hit(TIMING_LINE) if r.timing_residue else set()
+    timing = set()
+    if r.timing_residue and _ARROW.search(spanned) is not None:
+        timing = joined.cues_hit(TIMING_LINE)
     url = joined.lower(bodies).cues_hit(_URL, keep=_is_url) if r.url else set()
-    music = joined.cues_hit(_MUSIC_LINE) if r.music else set()
+    music = set()
+    if r.music and any(needle in spanned for needle in _MUSIC_LINE_NEEDLES):
+        music = joined.cues_hit(_MUSIC_LINE)
     foreign = set()
     if r.foreign_script_line and script in _SCRIPT_RX:  # lines with a letter outside the script
-        foreign = joined.cues_hit(_SCRIPT_RX[script][1])
+        foreign = joined.cues_hit(_OUTSIDE_CANDIDATES[script])
     caps = r.caps_caption and mixed_case_file
+    # Cues no line rule can touch (most of them) skip the per-line tests: that loop is the cost.
+    special = timing | url | music | foreign
+    if (caps or r.lone_symbol) and spanned.count("\x00") == len(bodies) - 1:
+        special |= joined.cues_with_line(_NO_SURE_LOWER_LINE)
+    elif caps or r.lone_symbol:  # NUL inside a cue text: every cue takes the slow path
+        special = set(range(len(bodies)))
     for k, (i, body) in enumerate(zip(kept_ids, bodies, strict=True)):
         speaker = r.speaker_label and ":" in body
+        if k not in special and not speaker:
+            out[i] = [line for line in map(str.strip, body.split("\n")) if line]
+            continue
         kept: list[str] = out[i]
         for line in body.split("\n"):
             line = line.strip()
