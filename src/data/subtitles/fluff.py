@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.config.sections.clean_subs import SubsFluffRules
+from src.data.subtitles.charcount import CharClass, bmp_points
 from src.data.subtitles.srt_parse import TIMING_LINE
 
 _HTML_TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
@@ -92,6 +93,9 @@ _SCRIPT_RX = {
     "cyrillic": (re.compile(r"[\u0400-\u052f]+"), re.compile(r"[^\W\d_\u0400-\u052f]")),
 }
 _SPACES = re.compile(r"[ \t\u00a0]+")
+# The same classes, counted with lookup tables (see charcount).
+_UPPER_CLASS, _LOWER_CLASS, _LETTER_CLASS = CharClass(_UPPER), CharClass(_LOWER), CharClass(_LETTERS)
+_SCRIPT_LETTERS = {name: CharClass(own) for name, (own, _) in _SCRIPT_RX.items()}
 # A line `_MUSIC_LINE` drops holds one of these (its quoted-title form: a quote, then a space).
 _MUSIC_LINE_NEEDLES = ("♪", "♫", "#", '" ', "” ", "» ", "' ")
 # Every timing line has a dash before its ">".
@@ -270,16 +274,18 @@ def foreign_script(line: str, script: str, rules: SubsFluffRules) -> bool:
 
 def dominant_script(text: str) -> str:
     """The script most letters of a text are in ("latin", "cyrillic" or "other")."""
-    counts = {name: sum(map(len, own.findall(text))) for name, (own, _) in _SCRIPT_RX.items()}
-    counts["other"] = sum(map(len, _LETTERS.findall(text))) - sum(counts.values())
+    points = bmp_points(text)
+    counts = {name: own.count(text, points) for name, own in _SCRIPT_LETTERS.items()}
+    counts["other"] = _LETTER_CLASS.count(text, points) - sum(counts.values())
     best = max(counts, key=lambda k: counts[k])
     return best if counts[best] else "other"
 
 
 def upper_ratio(text: str) -> float:
     """Share of upper-case among cased letters (decides whether a file is written in ALL CAPS)."""
-    upper = sum(map(len, _UPPER.findall(text)))
-    lower = sum(map(len, _LOWER.findall(text)))
+    points = bmp_points(text)
+    upper = _UPPER_CLASS.count(text, points)
+    lower = _LOWER_CLASS.count(text, points)
     return upper / (upper + lower) if upper + lower else 0.0
 
 

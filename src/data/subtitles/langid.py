@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from src.config.sections.clean_subs import SubsLangIdConfig
+from src.data.subtitles.charcount import CharClass, bmp_points
 
 _STOPWORDS: dict[str, dict[str, str]] = {
     "cyrillic": {
@@ -77,6 +78,7 @@ _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("he", re.compile(r"[\u0590-\u05ff]+")),
     ("el", re.compile(r"[\u0370-\u03ff]+")),
 )
+_SCRIPT_CLASSES = tuple((name, CharClass(rx)) for name, rx in _SCRIPTS)
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 SCRIPT_OF_LANGUAGE = {lang: script for script, langs in _STOPWORDS.items() for lang in langs}
 
@@ -105,7 +107,8 @@ class LangGuess:
 
 
 def script_counts(text: str) -> dict[str, int]:
-    return {name: sum(map(len, rx.findall(text))) for name, rx in _SCRIPTS}
+    points = bmp_points(text)
+    return {name: letters.count(text, points) for name, letters in _SCRIPT_CLASSES}
 
 
 def detect_language(text: str, cfg: SubsLangIdConfig) -> LangGuess:
