@@ -10,6 +10,7 @@ Files are read into memory first, so disk speed is not measured.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -32,6 +33,7 @@ _STATE: dict[str, Any] = {}
 def _init(cfg: CleanSubsConfig, normalize_cfg: NormalizeConfig) -> None:
     normalize = load_normalizer(normalize_cfg, cfg.repair_mojibake)[0] if cfg.normalize_text else None
     _STATE.update(cfg=cfg, normalize=normalize, patterns=FluffPatterns.build(cfg.rules))
+    gc.freeze()  # as the stage's pool workers do (src.data.subtitles.clean._init_pool_worker)
 
 
 def _clean(item: tuple[str, bytes]) -> tuple[int, float]:

@@ -25,10 +25,10 @@ from src.text.mojibake import repair_mojibake
 _INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
 _ODD_SPACE = re.compile("[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]")
 
-# Every dash rule rewrites to "—", so an em dash is left alone, and a hyphen and an en dash get a
-# pattern each: one that opens with a single literal character is scanned for far faster than a
-# character class (the two passes cannot interact: they look for spaces and punctuation beside a
-# dash, which neither rewrites).
+# The spaced, line-start and glued rules rewrite a dash to "—", so an em dash needs no pattern, and a
+# hyphen and an en dash get one each: a pattern that opens with one literal character is scanned for
+# far faster than a character class (the passes cannot interact: they test the spaces and
+# punctuation beside a dash, and the only space one adds is followed by "—").
 # A dash standing alone between spaces (or at a line end after a space).
 _SPACED_HYPHEN = re.compile(r"-(?<=[ \t]-)-?(?=[ \t]|$)", re.MULTILINE)
 _SPACED_EN_DASH = re.compile(r"–(?<=[ \t]–)(?=[ \t]|$)", re.MULTILINE)
@@ -123,7 +123,7 @@ def normalize_dashes(text: str) -> str:
     text = _LINE_START_DASH.sub(r"\n\1—", "\n" + text)[1:]
     text = _SPACED_HYPHEN.sub("—", text)
     text = _GLUED_HYPHEN.sub(" —", text)
-    if en_dash:  # no rule makes an en dash, so the check above still holds
+    if en_dash:  # no rule above makes an en dash, so the check still holds
         text = _SPACED_EN_DASH.sub("—", text)
         text = _GLUED_EN_DASH.sub(" —", text)
     if "--" in text:  # the last two rules rewrite "--" only

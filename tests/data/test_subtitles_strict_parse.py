@@ -14,7 +14,13 @@ import pytest
 
 from src.config.sections.clean_subs import SubsDecodeConfig
 from src.data.subtitles.decode import decode_subtitle
-from src.data.subtitles.srt_parse import _EOL, _parse_strict, _parse_with_library
+from src.data.subtitles.srt_parse import (
+    _EOL,
+    _library_ms,
+    _parse_strict,
+    _parse_with_library,
+    _stamps_ms,
+)
 from src.paths import shared_data_dir
 
 _TEXT_LINES = ["Hello there.", "23.", "7", "- 5", " ", "  12  ", "-3", "Да, конечно!", "<i>ok</i>",
@@ -72,6 +78,14 @@ def test_strict_reading_cases() -> None:
     extra = "1\n00:00:01,000 --> 00:00:02,000\nA\n\n\n\n2\n00:00:03,000 --> 00:00:04,000\n\n\n\n"
     assert _parse_strict(extra) == _parse_with_library(extra)
     assert _parse_strict(extra)[0].text == "A\n\n"
+
+
+def test_stamps_converted_like_the_library() -> None:
+    fixed = ("00:00:01,000", "01:02:03.456", "99:59:59,999")
+    assert _stamps_ms(fixed) == [_library_ms(s) for s in fixed]
+    # Widths that add up to whole fixed stamps but are not: converted one by one.
+    odd = ("00:00:01,0009", "9:00:02,000", "0:0:1,5", "00:00:01,000")
+    assert _stamps_ms(odd) == [_library_ms(s) for s in odd] == [1000, 32_402_000, 1500, 1000]
 
 
 @pytest.mark.real_data

@@ -6,6 +6,7 @@ reason (upstream status, unreadable, empty, language, duplicate of another file)
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import Counter
@@ -47,6 +48,14 @@ def _init_worker(cfg: CleanSubsConfig, normalize_cfg: Any) -> None:
     _WORKER.update(cfg=cfg, normalize=normalize, patterns=FluffPatterns.build(cfg.rules))
 
 
+def _init_pool_worker(cfg: CleanSubsConfig, normalize_cfg: Any) -> None:
+    _init_worker(cfg, normalize_cfg)
+    # What a worker holds after start-up (modules, compiled patterns, tables) lives as long as the
+    # process: freezing it keeps the garbage collector's full passes, which the many small objects
+    # of each file trigger, from walking it again and again (about a tenth of the cleaning time).
+    gc.freeze()
+
+
 def _clean_path(task: tuple[str, str]) -> FileResult:
     """Worker: read and clean one file; any failure becomes a status, never an exception."""
     file_id, path = task
@@ -72,7 +81,7 @@ def clean_many(
         _init_worker(cfg, normalize_cfg)
         return [_clean_path(t) for t in tqdm(tasks, **progress)]
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(cfg, normalize_cfg)
+        max_workers=workers, initializer=_init_pool_worker, initargs=(cfg, normalize_cfg)
     ) as pool:
         return list(tqdm(pool.map(_clean_path, tasks, chunksize=max(1, cfg.chunksize)), **progress))
 

@@ -65,24 +65,20 @@ def _clean_cues(text: str, cfg: CleanSubsConfig, pat: FluffPatterns, result: Fil
     result.cues_in = len(parsed.cues)
     result.cue_counts = parsed.counts
     result.warnings.extend(parsed.warnings)
-    timed = []
-    for cue in parsed.cues:
-        if cfg.parse.drop_zero_duration and cue.end_ms <= cue.start_ms:
-            result.rules["zero_duration"] += 1
-            continue
-        timed.append(cue)
+    timed = parsed.cues
+    if cfg.parse.drop_zero_duration and parsed.counts.get("zero_duration"):
+        timed = [cue for cue in parsed.cues if cue.end_ms > cue.start_ms]
+        result.rules["zero_duration"] += len(parsed.cues) - len(timed)
     texts = prepare_cues([c.text for c in timed], result.rules, cfg.lines.pipe_is_line_break)
-    bodies = []
-    for cue, body in zip(timed, texts, strict=True):
-        if not body.strip():
-            result.rules["empty_cue"] += 1
-            continue
-        bodies.append((cue.start_ms, cue.end_ms, body))
-    sample = "\n".join(b for _, _, b in bodies)[: cfg.langid.sample_chars]
+    nonblank = [k for k, body in enumerate(texts) if body and not body.isspace()]  # = body.strip()
+    if len(nonblank) < len(texts):
+        result.rules["empty_cue"] += len(texts) - len(nonblank)
+        timed, texts = [timed[k] for k in nonblank], [texts[k] for k in nonblank]
+    sample = "\n".join(texts)[: cfg.langid.sample_chars]
     result.all_caps = upper_ratio(sample) >= cfg.rules.all_caps_ratio
     script = dominant_script(sample)
-    lines = clean_cues([b for _, _, b in bodies], pat, result.rules, not result.all_caps, script)
-    return [CleanCue(start, end, kept) for (start, end, _), kept in zip(bodies, lines, strict=True) if kept]
+    lines = clean_cues(texts, pat, result.rules, not result.all_caps, script)
+    return [CleanCue(cue.start_ms, cue.end_ms, kept) for cue, kept in zip(timed, lines, strict=True) if kept]
 
 
 def _normalize_all(texts: list[str], normalize: Normalizer, result: FileResult) -> list[str]:

@@ -9,7 +9,9 @@ Four scopes, applied in this order:
 
 Speed: a file's cues are joined with a separator line no pattern can cross, and every regex runs once
 over the whole file; per cue only what a pass found is looked at. Calling each regex once per cue
-cost more than the scanning itself.
+cost more than the scanning itself. Likewise the line rules: file-wide passes (with cheap
+pre-filters that may flag more than the rule drops, never less) pick the few cues whose lines need
+the per-line tests; the other cues' lines are only stripped.
 """
 
 from __future__ import annotations
@@ -344,7 +346,10 @@ def clean_cues(
     for k, (i, body) in enumerate(zip(kept_ids, bodies, strict=True)):
         speaker = r.speaker_label and ":" in body
         if k not in special and not speaker:
-            out[i] = [line for line in map(str.strip, body.split("\n")) if line]
+            if "\n" in body:
+                out[i] = [line for line in map(str.strip, body.split("\n")) if line]
+            elif line := body.strip():  # one line, most cues
+                out[i] = [line]
             continue
         kept: list[str] = out[i]
         for line in body.split("\n"):

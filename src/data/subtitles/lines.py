@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from src.config.sections.clean_subs import SubsLinesConfig
@@ -69,6 +70,9 @@ def split_turns(cue: CleanCue, cfg: SubsLinesConfig, counts: Counter[str]) -> li
 
 def _ending(text: str) -> tuple[bool, bool]:
     """(open, marked): the text does not end a sentence; it ends in , ; : - or an ellipsis."""
+    last = text[-1:]
+    if last == "!" or last == "?" or (last == "." and not text.endswith("...")):
+        return False, False  # most lines: decided without building the stripped tail
     tail = text.rstrip().rstrip(_CLOSERS)
     if not tail:
         return False, False
@@ -107,19 +111,28 @@ def build_utterances(
 ) -> list[Utterance]:
     """Split speaker turns, merge sentence continuations, drop repeats, number scenes."""
     out: list[Utterance] = []
+    prev: Utterance | None = None  # out[-1]
+    merge, drop_repeats, split = cfg.merge_continuations, cfg.drop_repeated_lines, cfg.split_speaker_dashes
     for cue in cues:
-        for i, turn in enumerate(split_turns(cue, cfg, counts)):
-            if out and i == 0 and cfg.merge_continuations and _should_merge(out[-1], turn, cfg):
-                prev = out[-1]
+        lines = cue.lines
+        if len(lines) == 1 and not (split and lines[0][:1] in _DASHES):
+            turns: Iterable[Utterance] = (Utterance(cue.start_ms, cue.end_ms, lines[0]),)  # = split_turns
+        else:
+            turns = split_turns(cue, cfg, counts)
+        for i, turn in enumerate(turns):
+            if prev is None:
+                out.append(prev := turn)
+                continue
+            if i == 0 and merge and _should_merge(prev, turn, cfg):
                 prev.text = _join(prev.text, turn.text)
                 prev.end_ms = max(prev.end_ms, turn.end_ms)
                 counts["merged_continuation"] += 1
                 continue
-            if cfg.drop_repeated_lines and out and out[-1].text.casefold() == turn.text.casefold():
-                out[-1].end_ms = max(out[-1].end_ms, turn.end_ms)
+            if drop_repeats and prev.text.casefold() == turn.text.casefold():
+                prev.end_ms = max(prev.end_ms, turn.end_ms)
                 counts["repeated_line"] += 1
                 continue
-            out.append(turn)
+            out.append(prev := turn)
     scene = 0
     for i, cur in enumerate(out):
         if i and cur.start_ms - out[i - 1].end_ms > cfg.scene_gap_ms:

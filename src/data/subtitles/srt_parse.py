@@ -114,7 +114,8 @@ def _parse_with_library(text: str) -> list[Cue]:
 def _stamps_ms(stamps: tuple[str, ...]) -> list[int]:
     """Milliseconds of `HH:MM:SS,mmm`-like stamps (a short fraction is decimals, as in `_library_ms`)."""
     joined = "".join(stamps)
-    if len(joined) == _FIXED_STAMP_CHARS * len(stamps) and _FIXED_STAMPS.fullmatch(joined):
+    # Each stamp 12 characters long (not just all of them together), then each in the fixed layout.
+    if set(map(len, stamps)) == {_FIXED_STAMP_CHARS} and _FIXED_STAMPS.fullmatch(joined):
         digits = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(len(stamps), -1)
         return ((digits.astype(np.int64) - ord("0")) @ _FIXED_STAMP_WEIGHTS).tolist()
     out = []
