@@ -28,5 +28,5 @@ STAGES: dict[str, Stage] = {
     "clean_subs": Stage("src.data.subtitles.clean:clean_subs", ("clean_subs", "normalize")),
     "train_tokenizer": Stage("src.tokenizers.train:train_tokenizer", ("tokenizer", "normalize")),
     "tokenize": Stage("src.tokenizers.encode:tokenize_corpus", ("tokenize", "tokenizer")),
-    "pretrain": Stage("src.training.pretrain:pretrain", ("model", "trainer", "pretrain")),
+    "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain")),
 }

@@ -113,8 +113,14 @@ class StageRun:
 
 def stage_params(name: str, cfg: DictConfig) -> dict[str, Any]:
     """The flattened config sections a stage depends on (what MLflow records as params)."""
-    sections = STAGES[name].sections
-    return {"seed": cfg.seed, **{k: v for s in sections for k, v in flatten(cfg[s], f"{s}.").items()}}
+    params: dict[str, Any] = {"seed": cfg.seed}
+    for section in STAGES[name].sections:
+        value = cfg[section]
+        if isinstance(value, DictConfig):
+            params.update(flatten(value, f"{section}."))
+        else:  # a top-level scalar such as `seed`
+            params[section] = value
+    return params
 
 
 def execute_stage(
