@@ -120,6 +120,11 @@ class CleanSubsConfig:
     # Process pool size for parsing and cleaning (1 = in-process); files per task.
     workers: int = 2
     chunksize: int = 4
+    # Chunks submitted to the pool ahead of the writer, per worker: bounds the finished results
+    # waiting in memory while keeping every worker busy.
+    pending_chunks_per_worker: int = 4
+    # Lines per row group of the spool (pass 1) and of the output: the lines held in memory at once.
+    spool_rows_per_group: int = 32768
     # Apply src.text.normalize.normalize_text (config section `normalize`) to each utterance.
     normalize_text: bool = True
     # Overrides `normalize.repair_mojibake` here: our decoder already chose the code page from the

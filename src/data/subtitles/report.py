@@ -15,7 +15,11 @@ from src.data.subtitles.cleaner import FileResult
 
 @dataclass
 class FileRecord:
-    """One manifest row and what became of it: status "kept" or "dropped" with a reason."""
+    """One manifest row and what became of it: status "kept" or "dropped" with a reason.
+
+    `lines_out` is counted on `attach`, so the stage may then let go of the result's utterances
+    (they are spooled to disk) and still report and dedup by line count.
+    """
 
     file_id: str
     row: dict[str, Any]
@@ -25,6 +29,7 @@ class FileRecord:
     similarity: float | None = None
     result: FileResult | None = None
     drop_error: str | None = None
+    lines_out: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> FileRecord:
@@ -43,6 +48,7 @@ class FileRecord:
 
     def attach(self, result: FileResult) -> None:
         self.result = result
+        self.lines_out = len(result.utterances)
         if result.status != "ok":
             self.drop(result.status)
 
@@ -69,7 +75,7 @@ class FileRecord:
             out.update(
                 encoding=res.encoding, parser=res.parser, language=res.language,
                 language_share=res.language_share, all_caps=res.all_caps, bytes=res.bytes,
-                cues_in=res.cues_in, lines_out=len(res.utterances), cue_counts=res.cue_counts,
+                cues_in=res.cues_in, lines_out=self.lines_out, cue_counts=res.cue_counts,
                 rules=dict(res.rules), warnings=res.warnings,
             )
             hint = self.row.get("language")
