@@ -307,19 +307,31 @@ class GPT(nn.Module):
         c = self.cfg
         return 6 * self.num_params(non_embedding=True) + 12 * c["n_layer"] * c["n_embd"] * c["block_size"]
 
-    def optim_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay on the weight matrices of Linear layers only; norms, biases and
-        embedding tables (including a tied head, which is the token table) are not decayed."""
+    def optim_groups(self, weight_decay: float, decay_embeddings: bool = False) -> list[dict]:
+        """Optimizer groups, each tagged with its `kind`:
+
+        - "matrix": weight matrices of Linear layers, always decayed;
+        - "embedding": the token and position tables (a tied head is the token table), decayed
+          only with `decay_embeddings` (nanoGPT decays every 2-D tensor, modern recipes do not);
+        - "vector": norms and biases, never decayed.
+        """
         linear_weights = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
         embedding_weights = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        decay, no_decay = [], []
+        by_kind: dict[str, list[Tensor]] = {"matrix": [], "embedding": [], "vector": []}
         for p in self.parameters():  # parameters() yields a tied tensor once
             if not p.requires_grad:
                 continue
-            is_matrix = id(p) in linear_weights and id(p) not in embedding_weights and p.dim() >= 2
-            (decay if is_matrix else no_decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+            if id(p) in embedding_weights:
+                kind = "embedding"
+            elif id(p) in linear_weights and p.dim() >= 2:
+                kind = "matrix"
+            else:
+                kind = "vector"
+            by_kind[kind].append(p)
+        decay = {"matrix": weight_decay, "embedding": weight_decay if decay_embeddings else 0.0,
+                 "vector": 0.0}
+        return [{"params": params, "weight_decay": decay[kind], "kind": kind}
+                for kind, params in by_kind.items() if params]
 
     # --- forward ------------------------------------------------------------------------------------
     def _embed(self, idx: Tensor, positions: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:

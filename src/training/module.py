@@ -129,7 +129,7 @@ class PretrainModule(L.LightningModule):
         r = self.recipe
         settings = OptimizerSettings(r.optimizer, r.lr, r.weight_decay, (r.beta1, r.beta2), r.eps,
                                      r.muon_lr, r.muon_momentum, r.muon_ns_steps)
-        groups = self.model.optim_groups(r.weight_decay)
+        groups = self.model.optim_groups(r.weight_decay, r.decay_embeddings)
         on_cuda = all(p.is_cuda for g in groups for p in g["params"])
         optimizer = build_optimizer(groups, settings, self.model.config_dict()["vocab_size"], on_cuda)
         schedule = LrSchedule(r.schedule, r.max_steps, r.warmup_steps, r.decay_steps,

@@ -92,17 +92,17 @@ class Muon(torch.optim.Optimizer):
 
 
 def split_muon_params(groups: list[dict], vocab_size: int) -> tuple[list[Tensor], list[dict]]:
-    """Pull the hidden matrices out of the model's decayed groups for Muon.
+    """Pull the hidden matrices (groups of kind "matrix") out for Muon.
 
-    Muon is meant for hidden layers: the token embedding and output head (the matrices with a
-    vocabulary-sized dimension) stay on AdamW, as do the non-decayed vectors.
+    Muon is meant for hidden layers: embedding tables, the output head (a matrix with a
+    vocabulary-sized dimension) and vectors stay on AdamW.
     """
     muon: list[Tensor] = []
     rest: list[dict] = []
     for group in groups:
         keep = []
         for p in group["params"]:
-            is_hidden_matrix = group.get("weight_decay", 0.0) > 0 and p.ndim >= 2 and vocab_size not in p.shape
+            is_hidden_matrix = group.get("kind") == "matrix" and p.ndim >= 2 and vocab_size not in p.shape
             (muon if is_hidden_matrix else keep).append(p)
         if keep:
             rest.append({**group, "params": keep})

@@ -101,19 +101,24 @@ def test_tied_and_untied_heads():
     assert untied.num_params() - tied.num_params() == 97 * 32
 
 
-def test_optim_groups_decay_only_linear_matrices():
+@pytest.mark.parametrize("decay_embeddings", [False, True])
+def test_optim_groups_decay_matrices_and_optionally_embeddings(decay_embeddings: bool):
     for options in ({}, MODERN, {"bias": True}):
         model = GPT(small(**options))
-        decay, no_decay = model.optim_groups(0.1)
-        assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-        ids = [id(p) for g in (decay, no_decay) for p in g["params"]]
+        groups = model.optim_groups(0.1, decay_embeddings=decay_embeddings)
+        ids = [id(p) for g in groups for p in g["params"]]
         assert len(ids) == len(set(ids)) == len(list(model.parameters()))
         names = {id(p): n for n, p in model.named_parameters()}
-        decayed = {names[id(p)] for p in decay["params"]}
-        assert all(p.dim() == 2 for p in decay["params"])
-        assert "transformer.wte.weight" not in decayed
-        assert ("lm_head.weight" in decayed) == (not model.cfg["tie_embeddings"])
-        assert not any("ln" in n or "norm" in n or "bias" in n or "wpe" in n for n in decayed)
+        decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+        assert all(g["weight_decay"] in (0.0, 0.1) for g in groups)
+        assert ("transformer.wte.weight" in decayed) == decay_embeddings
+        has_position_table = "transformer.wpe.weight" in names.values()
+        assert ("transformer.wpe.weight" in decayed) == (decay_embeddings and has_position_table)
+        if not model.cfg["tie_embeddings"]:
+            assert "lm_head.weight" in decayed  # an untied head is a Linear matrix
+        assert not any("ln" in n or "norm" in n or "bias" in n for n in decayed)
+        matrices = [p for g in groups if g["kind"] == "matrix" for p in g["params"]]
+        assert matrices and all(p.dim() == 2 for p in matrices)
 
 
 def test_num_params_and_flops_per_token():

@@ -28,7 +28,8 @@ def _toy(vocab: int = 11) -> tuple[nn.Module, list[dict]]:
                           nn.Linear(16, vocab, bias=False))
     decay = [model[1].weight, model[3].weight]
     rest = [model[0].weight, *model[2].parameters()]
-    return model, [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
+    return model, [{"params": decay, "weight_decay": 0.1, "kind": "matrix"},
+                   {"params": rest, "weight_decay": 0.0, "kind": "vector"}]
 
 
 def test_muon_takes_hidden_matrices_only() -> None:

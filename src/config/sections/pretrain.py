@@ -28,6 +28,8 @@ class PretrainConfig:
     optimizer: str = "adamw"
     lr: float = 1.0e-3
     weight_decay: float = 0.1
+    # nanoGPT also decays the token/position tables; modern recipes decay Linear matrices only.
+    decay_embeddings: bool = False
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1.0e-8
