@@ -168,4 +168,19 @@ def train_bpe(
             f"SentencePiece training failed (tokenizer.vocab_size={tcfg.vocab_size}, "
             f"hard_vocab_limit={tcfg.hard_vocab_limit}): {exc}"
         ) from None
-    return BpeTokenizer(model.getvalue(), normalize_cfg)
+    return BpeTokenizer(without_machine_paths(model.getvalue()), normalize_cfg)
+
+
+def without_machine_paths(model_bytes: bytes) -> bytes:
+    """The model with the trainer's input/output paths cleared.
+
+    SentencePiece records them in the model file; ours are temporary directories, so without this
+    two identical trainings would give different bytes, a different tokenizer hash, and a
+    needless retrain of everything downstream."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_bytes)
+    proto.trainer_spec.ClearField("input")
+    proto.trainer_spec.ClearField("model_prefix")
+    return proto.SerializeToString()

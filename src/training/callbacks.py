@@ -249,4 +249,6 @@ class Evaluator(StepCallback):
             "mfu": self.monitor.latest.get("train/mfu"),
         }
         write_json_atomic(self.plan.report_file, report)
+        # A copy beside the checkpoints, which DVC keeps (persist): see pretrain.restore_finished_report.
+        write_json_atomic(self.plan.ckpt_dir / "metrics.json", report)
         write_json_atomic(self.plan.ckpt_dir / "val_curve.json", self.curve)

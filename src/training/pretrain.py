@@ -8,6 +8,7 @@ config again continues from last.ckpt (exactly, on the CPU with `trainer.determi
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass
@@ -92,18 +93,20 @@ def model_config(cfg: DictConfig, meta: TokenMeta) -> dict[str, Any]:
 
 # Recipe keys that change what is trained; the rest (where files go, how often to log, validate, save
 # or sample) may differ between a run and its resumption.
-IDENTITY_KEYS = ("max_steps", "micro_batch_size", "grad_accum_steps", "tokens_per_step", "optimizer",
-                 "lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "muon_lr",
-                 "muon_momentum", "muon_ns_steps", "schedule", "warmup_steps", "decay_steps",
-                 "wsd_decay_frac", "min_lr_ratio")
-RUN_FILES = (BEST, LAST, "val_curve.json", "samples.txt")
+# Recipe keys that do not change the trained weights: a run may resume across changes to these.
+# Every other `pretrain` key (including any added later) is part of the run's identity.
+NOT_IDENTITY_KEYS = frozenset({
+    "name", "data_dir", "tokenizer_dir", "ckpt_dir", "report_dir", "resume", "log_every",
+    "val_every", "val_batches", "val_batch_size", "save_every", "sample_tokens",
+    "sample_temperature", "sample_top_k", "sample_prompts"})
+RUN_FILES = (BEST, LAST, "val_curve.json", "samples.txt", "metrics.json")
 
 
 def run_identity(cfg: DictConfig, model: dict[str, Any], meta: TokenMeta) -> dict[str, Any]:
     return {
         "seed": cfg.seed,
         "model": model,
-        "pretrain": {k: cfg.pretrain[k] for k in IDENTITY_KEYS},
+        "pretrain": {k: v for k, v in cfg.pretrain.items() if k not in NOT_IDENTITY_KEYS},
         "data": {"vocab_size": meta.vocab_size, "tokenizer_sha256": meta.tokenizer_sha256,
                  **{f"{name}_tokens": split.n_tokens for name, split in meta.splits.items()}},
     }
@@ -115,6 +118,8 @@ def resume_point(cfg: DictConfig, identity: dict[str, Any], ckpt_dir: Path, run:
     last = ckpt_dir / LAST
     if cfg.pretrain.resume and last.exists():
         step, diff = identity_diff(last, identity)
+        if not diff and step >= cfg.pretrain.max_steps and not (ckpt_dir / "metrics.json").exists():
+            diff = ["the run is finished but its metrics.json is gone"]
         if not diff:
             run.summary.notes.append(f"resumed from {last} at step {step}")
             print(f"resuming from {last} at step {step}", file=sys.stderr)
@@ -245,10 +250,23 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
 
     report_file = resolve(p.report_dir) / "metrics.json"
+    restore_finished_report(ckpt_dir, report_file, run)
     report = json.loads(report_file.read_text(encoding="utf-8"))
     run.log_metrics({f"final.{k}": v for k, v in report.items() if isinstance(v, (int, float))})
     run.log_artifact(report_file)
     record_summary(run, meta, report, ckpt_dir)
+
+
+def restore_finished_report(ckpt_dir: Path, report_file: Path, run: StageRun) -> None:
+    """Rerunning a finished run (e.g. `dvc repro` after DVC deleted metrics.json) trains nothing and
+    Lightning calls no end-of-training hooks, so the report comes from the copy kept beside the
+    checkpoints, which belongs to the very run that was resumed."""
+    saved = ckpt_dir / "metrics.json"
+    if report_file.exists() or not saved.exists():
+        return
+    report_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(saved, report_file)
+    run.summary.notes.append(f"run was already complete; metrics restored from {saved}")
 
 
 def record_summary(run: StageRun, meta: TokenMeta, report: dict[str, Any], ckpt_dir: Path) -> None:

@@ -91,3 +91,24 @@ def test_stale_or_missing_directory_is_a_clear_error(bpe_dir: Path, tmp_path: Pa
     (tmp_path / "tokenizer.model").write_bytes(b"garbage")
     with pytest.raises(TokenizerError, match="sha256"):
         load_tokenizer(tmp_path)
+
+
+def test_training_twice_gives_identical_files(tmp_path: Path, fx) -> None:
+    """Same corpora and config -> byte-identical tokenizer (and hash), wherever it was trained:
+    DVC would otherwise see a new tokenizer and retrain everything downstream."""
+    from src.stage import StageRun
+    from src.tokenizers.train import train_tokenizer
+
+    hashes = []
+    for name in ("first", "second"):
+        root = tmp_path / name
+        fx.write_literature(root / "clean" / "librus.parquet", fx.make_documents(30, seed=5))
+        fx.write_subtitles(root / "clean" / "subtitles.parquet", fx.make_subtitle_files(6, seed=5))
+        cfg = fx.tokenizer_cfg(root, vocab_size=400)
+        train_tokenizer(cfg, StageRun("train_tokenizer", cfg, tracking_active=False))
+        hashes.append(load_tokenizer(root / "tokenizer").sha256)
+        model_bytes = (root / "tokenizer" / "tokenizer.model").read_bytes()
+        assert str(tmp_path).encode() not in model_bytes  # no machine path inside the model
+    assert hashes[0] == hashes[1]
+    assert (tmp_path / "first" / "tokenizer" / "tokenizer.model").read_bytes() == (
+        tmp_path / "second" / "tokenizer" / "tokenizer.model").read_bytes()
