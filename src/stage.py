@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.config import flatten, load_config
 from src.pipeline import STAGES
@@ -147,6 +147,8 @@ def execute_stage(
             tags={"stage": name},
             uri=tracking.uri,
         )
+        # The whole composed config, so any run (a sweep point, say) can be rerun exactly.
+        run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
     status = "FAILED"
     try:
         fn(cfg, run)

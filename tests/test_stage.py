@@ -41,7 +41,7 @@ def test_stage_run_is_tracked(tmp_tracking_uri: str) -> None:
     assert any(k.startswith("clean_librus.") for k in run.data.params)
     assert run.data.tags["stage"] == "clean_librus"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
-    assert "summary.json" in artifacts
+    assert "summary.json" in artifacts and "config.yaml" in artifacts
 
 
 def test_failed_stage_is_marked_failed(tmp_tracking_uri: str) -> None:
