@@ -118,6 +118,17 @@ def bytes_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_verified_model(directory: Path, meta: dict[str, Any], what: str) -> bytes:
+    """The bytes of the model file named in tokenizer.json, checked against its recorded sha256."""
+    path = Path(directory) / meta["model_file"]
+    if not path.is_file():
+        raise TokenizerError(f"{path}: {what} not found")
+    data = path.read_bytes()
+    if bytes_sha256(data) != meta["sha256"]:
+        raise TokenizerError(f"{path}: sha256 differs from tokenizer.json; the directory is stale")
+    return data
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)

@@ -24,6 +24,7 @@ from src.tokenizers.base import (
     Tokenizer,
     TokenizerError,
     bytes_sha256,
+    read_verified_model,
     write_bytes_atomic,
 )
 
@@ -113,12 +114,7 @@ class BpeTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory: Path, meta: dict[str, Any]) -> BpeTokenizer:
-        path = Path(directory) / meta["model_file"]
-        if not path.is_file():
-            raise TokenizerError(f"{path}: SentencePiece model not found")
-        proto = path.read_bytes()
-        if bytes_sha256(proto) != meta["sha256"]:
-            raise TokenizerError(f"{path}: sha256 differs from tokenizer.json; the directory is stale")
+        proto = read_verified_model(directory, meta, "SentencePiece model")
         return cls(proto, meta.get("normalize"))
 
 

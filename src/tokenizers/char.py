@@ -21,6 +21,7 @@ from src.tokenizers.base import (
     Tokenizer,
     TokenizerError,
     bytes_sha256,
+    read_verified_model,
     write_bytes_atomic,
 )
 
@@ -112,12 +113,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory: Path, meta: dict[str, Any]) -> CharTokenizer:
-        path = Path(directory) / meta["model_file"]
-        if not path.is_file():
-            raise TokenizerError(f"{path}: char vocabulary not found")
-        data = path.read_bytes()
-        if bytes_sha256(data) != meta["sha256"]:
-            raise TokenizerError(f"{path}: sha256 differs from tokenizer.json; the directory is stale")
+        data = read_verified_model(directory, meta, "char vocabulary")
         return cls(json.loads(data)["chars"], meta.get("normalize"))
 
 
