@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -204,12 +204,24 @@ def read_lines(stream: TextIO, interactive: bool, out: TextIO) -> Iterator[str]:
         yield line
 
 
+def generation_defaults() -> Any:
+    """The `generation` section of params.yaml (the pipeline's composed config), or the schema's
+    defaults when there is none (e.g. an export used away from the project)."""
+    from src.config import ConfigError, load_config
+    from src.config.sections.generation import GenerationConfig
+
+    try:
+        return load_config().generation
+    except ConfigError:
+        return GenerationConfig()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    defaults = SamplingParams()
+    defaults = generation_defaults()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="a Lightning .ckpt or an export directory (python -m src.export)")
     ap.add_argument("--mode", choices=("auto", "chat", "base"), default="auto")
-    ap.add_argument("--system", default="")
+    ap.add_argument("--system", default=defaults.system)
     ap.add_argument("--temp", type=float, default=defaults.temperature)
     ap.add_argument("--top-k", type=int, default=defaults.top_k)
     ap.add_argument("--top-p", type=float, default=defaults.top_p)
@@ -217,7 +229,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-tokens", type=int, default=defaults.max_new_tokens)
     ap.add_argument("--seed", type=int, default=None, help="fixed seed: every reply is reproducible")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS))
+    ap.add_argument("--precision", default=defaults.precision, choices=("auto", *PRECISIONS))
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads (0 = torch's default; 1 is faster on a busy machine)")
     return ap.parse_args(argv)

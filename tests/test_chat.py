@@ -89,3 +89,24 @@ def test_works_through_a_pipe(tmp_path):
                             cwd=PROJECT_ROOT, timeout=120, check=True)
     assert "you> hello" in result.stdout
     assert len(STATS.findall(result.stdout)) == 1
+
+
+def test_flag_defaults_come_from_the_generation_config(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import src.chat as chat_cli
+
+    configured = SimpleNamespace(temperature=0.3, top_k=7, top_p=0.9, repetition_penalty=1.2,
+                                 max_new_tokens=11, precision="fp32", system="Будь краток.")
+    monkeypatch.setattr(chat_cli, "generation_defaults", lambda: configured)
+    args = chat_cli.parse_args(["model.ckpt"])
+    assert (args.temp, args.top_k, args.top_p, args.rep_penalty, args.max_tokens) == (0.3, 7, 0.9, 1.2, 11)
+    assert args.precision == "fp32" and args.system == "Будь краток."
+    assert chat_cli.parse_args(["model.ckpt", "--temp", "0"]).temp == 0.0  # a flag still wins
+
+
+def test_generation_defaults_read_params_yaml() -> None:
+    from src.chat import generation_defaults
+    from src.config import load_config
+
+    assert generation_defaults().temperature == load_config().generation.temperature

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from src.config.sections.clean_librus import CleanLibrusConfig
 from src.config.sections.clean_subs import CleanSubsConfig
+from src.config.sections.generation import GenerationConfig
 from src.config.sections.model import ModelConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.config.sections.pretrain import PretrainConfig
@@ -31,3 +32,4 @@ class RootConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from src.config.sections.generation import GenerationConfig
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -18,11 +20,11 @@ class SamplingParams:
     repetition_penalty 1.0 = off (CTRL-style: logits of tokens already in the context are divided
     by it when positive and multiplied when negative)."""
 
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    max_new_tokens: int = 256
+    temperature: float = GenerationConfig.temperature
+    top_k: int = GenerationConfig.top_k
+    top_p: float = GenerationConfig.top_p
+    repetition_penalty: float = GenerationConfig.repetition_penalty
+    max_new_tokens: int = GenerationConfig.max_new_tokens
 
     def __post_init__(self) -> None:
         checks = {
