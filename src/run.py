@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from src.config import ConfigError, compose
+from src.config import compose
+from src.errors import InputError
 from src.pipeline import STAGES
-from src.stage import execute_stage
+from src.stage import execute_stage, exit_status
 
 
 def main(argv: list[str]) -> int:
@@ -19,11 +20,9 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        cfg = compose(argv[1:])
-        execute_stage(argv[0], cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        execute_stage(argv[0], compose(argv[1:]))
+    except InputError as exc:
+        return exit_status(argv[0], exc)
     return 0
 
 

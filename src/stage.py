@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import flatten, load_config
+from src.errors import InputError
 from src.pipeline import STAGES
 
 
@@ -168,13 +169,17 @@ def execute_stage(
     return run.summary
 
 
-def run_stage(name: str) -> None:
-    """Entry point for `python -m stages.<name>`: params.yaml, validated, then the stage function."""
+def exit_status(stage: str, exc: InputError) -> int:
+    """Report a user-fixable failure as one line; 2 for a bad config, 1 for bad input."""
     from src.config import ConfigError
 
+    print(f"error: {stage}: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError) else 1
+
+
+def run_stage(name: str) -> None:
+    """Entry point for `python -m stages.<name>`: params.yaml, validated, then the stage function."""
     try:
-        cfg = load_config()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    execute_stage(name, cfg)
+        execute_stage(name, load_config())
+    except InputError as exc:
+        sys.exit(exit_status(name, exc))

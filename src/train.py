@@ -19,7 +19,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError, load_config
+from src.config import load_config
+from src.errors import InputError
 from src.paths import CONF_DIR
 
 # The job directory depends only on the command's overrides (no timestamp), so a rerun resumes.
@@ -50,7 +51,7 @@ def job_config(cfg: DictConfig) -> DictConfig:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 def train(cfg: DictConfig) -> None:
-    from src.stage import execute_stage
+    from src.stage import execute_stage, exit_status
 
     # Lightning's DDP launcher re-runs this command for the other ranks from sys.argv (adding its own
     # hydra.run.dir); hand it the user's arguments, not ours, so the overrides do not clash.
@@ -58,9 +59,8 @@ def train(cfg: DictConfig) -> None:
     try:
         job = job_config(cfg)
         execute_stage("pretrain", job, run_name=HydraConfig.get().job.override_dirname or "defaults")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except InputError as exc:
+        sys.exit(exit_status("pretrain", exc))
 
 
 USER_ARGV: list[str] = []

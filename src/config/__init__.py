@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config.schema import RootConfig
+from src.errors import InputError
 from src.paths import CONF_DIR, PARAMS_FILE
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config that does not match the schema; the message names the source and the key."""
 
 
@@ -27,11 +28,15 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"conf/ with overrides {list(overrides or [])}: {exc}") from None
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from src.errors import InputError
 from src.models.gpt import GPT
 from src.paths import resolve
 
@@ -36,7 +37,7 @@ CHECKPOINT_PREFIX = "model."
 TIED_HEAD_KEY = "lm_head.weight"
 
 
-class LoadError(ValueError):
+class LoadError(InputError, ValueError):
     """A checkpoint or export that cannot be loaded; the message names the file."""
 
 

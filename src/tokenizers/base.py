@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from src.errors import InputError
+
 EOT = "<|endoftext|>"
 CHAT_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 SPECIAL_TOKENS = (EOT, *CHAT_TOKENS)
@@ -31,7 +33,7 @@ META_FILE = "tokenizer.json"
 META_VERSION = 1
 
 
-class TokenizerError(ValueError):
+class TokenizerError(InputError, ValueError):
     """A tokenizer directory that cannot be loaded; the message names the file."""
 
 

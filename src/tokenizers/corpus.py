@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from src.errors import InputError
 from src.paths import resolve
 
 CORPUS_KEYS = {"literature": "literature_path", "subtitles": "subtitles_path"}
@@ -25,7 +26,7 @@ SUBTITLE_COLUMNS = ("file_id", "line_index", "text")
 READ_BATCH_ROWS = 2048
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError, ValueError):
     """A corpus that cannot be read as configured; the message names the file and the config key."""
 
 

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from src.errors import InputError
+
 TRAIN_STREAM = 0
 VAL_STREAM = 1
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 
 
-class TokenDataError(ValueError):
+class TokenDataError(InputError, ValueError):
     """Token files that are missing or do not match their meta.json; the message names the file."""
 
 

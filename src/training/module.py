@@ -14,11 +14,12 @@ import torch
 from torch import Tensor
 
 from src.config.sections.pretrain import PretrainConfig
+from src.errors import InputError
 from src.models.gpt import GPT
 from src.training.optim import LrSchedule, OptimizerSettings, build_optimizer
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(InputError, RuntimeError):
     """Training produced a NaN/inf loss or gradient; the message names the optimizer step."""
 
 

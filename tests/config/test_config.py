@@ -80,3 +80,23 @@ def test_dvc_yaml_params_match_pipeline_sections() -> None:
 def test_dvc_hydra_integration_is_enabled() -> None:
     text = (PROJECT_ROOT / ".dvc" / "config").read_text(encoding="utf-8")
     assert "[hydra]" in text and "enabled = true" in text
+
+
+def test_bad_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"tokenize\.bogus"):
+        compose(["tokenize.bogus=1"])
+    with pytest.raises(ConfigError, match=r"no_such_preset"):
+        compose(["model=no_such_preset"])
+
+
+def test_entry_point_reports_input_errors_in_one_line(tmp_path, capsys) -> None:
+    from src.run import main
+
+    status = main(["tokenize", "tracking.enabled=false", f"tokenize.tokenizer_dir={tmp_path}",
+                   f"tokenize.out_dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"error: tokenize: {tmp_path}/tokenizer.json: not found" in err
+    assert "Traceback" not in err
+    assert main(["tokenize", "tokenize.bogus=1"]) == 2
+    assert "tokenize.bogus" in capsys.readouterr().err

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from src.errors import InputError
+
 
 class ApiError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -29,11 +31,11 @@ class ApiError(RuntimeError):
         self.status = status
 
 
-class ApiAuthError(ApiError):
+class ApiAuthError(InputError, ApiError):
     """401: a bad API key or login; retrying cannot help, so the stage stops."""
 
 
-class QuotaExceeded(ApiError):
+class QuotaExceeded(InputError, ApiError):
     """406 on /download: the daily quota is spent until `reset_time_utc`."""
 
     def __init__(self, message: str, reset_time_utc: str | None) -> None:
@@ -45,7 +47,7 @@ class RateLimited(ApiError):
     """429 with a wait longer than retry_after_max_s: stop now, resume on a later run."""
 
 
-class MissingCredentials(RuntimeError):
+class MissingCredentials(InputError, RuntimeError):
     pass
 
 
