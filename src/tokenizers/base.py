@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from src.data.readers import read_json
 from src.errors import InputError
 
 EOT = "<|endoftext|>"
@@ -147,10 +148,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise TokenizerError(f"{path}: not found; is {directory} a tokenizer directory "
                              "(run the train_tokenizer stage)?")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TokenizerError(f"{path}: not valid JSON ({exc})") from None
+    meta = read_json(path, hint="rebuild it with the train_tokenizer stage")
     for key in ("kind", "model_file", "sha256", "special_tokens"):
         if key not in meta:
             raise TokenizerError(f"{path}: missing key '{key}'")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from src.data.readers import iter_parquet_batches, open_parquet, read_parquet
 from src.errors import InputError
 from src.paths import resolve
 
@@ -74,9 +75,9 @@ def _require_columns(source: CorpusSource, pf: pq.ParquetFile, columns: tuple[st
 
 
 def _literature(source: CorpusSource) -> Iterator[Document]:
-    pf = pq.ParquetFile(source.path)
+    pf = open_parquet(source.path, hint=source.config_key)
     _require_columns(source, pf, LITERATURE_COLUMNS)
-    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=list(LITERATURE_COLUMNS)):
+    for batch in iter_parquet_batches(pf, source.path, LITERATURE_COLUMNS, READ_BATCH_ROWS):
         for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             yield Document(source.name, f"{source.name}:{doc_id}", text or "")
 
@@ -92,10 +93,10 @@ def _subtitle_columns(source: CorpusSource, pf: pq.ParquetFile) -> list[str]:
 
 def _subtitle_rows(source: CorpusSource) -> Iterator[tuple[Any, Any, str]]:
     """(file_id, line_index, text) rows in file order, language-filtered."""
-    pf = pq.ParquetFile(source.path)
+    pf = open_parquet(source.path, hint=source.config_key)
     columns = _subtitle_columns(source, pf)
     wanted = set(source.languages)
-    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+    for batch in iter_parquet_batches(pf, source.path, columns, READ_BATCH_ROWS):
         cols = [batch.column(k).to_pylist() for k in range(len(columns))]
         for row in zip(*cols, strict=True):
             if wanted and row[3] not in wanted:
@@ -105,11 +106,11 @@ def _subtitle_rows(source: CorpusSource) -> Iterator[tuple[Any, Any, str]]:
 
 def subtitles_are_grouped(source: CorpusSource) -> bool:
     """True when each file's rows are contiguous and in line_index order (then they can be streamed)."""
-    pf = pq.ParquetFile(source.path)
+    pf = open_parquet(source.path, hint=source.config_key)
     _require_columns(source, pf, SUBTITLE_COLUMNS)
     closed: set[Any] = set()
     current, last = object(), None
-    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["file_id", "line_index"]):
+    for batch in iter_parquet_batches(pf, source.path, ["file_id", "line_index"], READ_BATCH_ROWS):
         for file_id, index in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             if file_id != current:
                 if file_id in closed:
@@ -126,9 +127,9 @@ def subtitles_are_grouped(source: CorpusSource) -> bool:
 def _sorted_subtitle_rows(source: CorpusSource) -> Iterator[tuple[Any, Any, str]]:
     import polars as pl
 
-    pf = pq.ParquetFile(source.path)
+    pf = open_parquet(source.path, hint=source.config_key)
     columns = _subtitle_columns(source, pf)
-    frame = pl.read_parquet(source.path, columns=columns)
+    frame = pl.from_arrow(read_parquet(source.path, columns))
     if source.languages:
         frame = frame.filter(pl.col("language").is_in(list(source.languages)))
     frame = frame.sort(["file_id", "line_index"], maintain_order=True)

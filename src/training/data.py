@@ -8,7 +8,6 @@ windows, so every evaluation of a run (and runs with the same data) are comparab
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from src.data.readers import open_memmap, read_json
 from src.errors import InputError
 
 TRAIN_STREAM = 0
@@ -63,8 +63,8 @@ def read_meta(data_dir: Path) -> TokenMeta:
     path = data_dir / "meta.json"
     if not path.exists():
         raise TokenDataError(f"{path}: not found; run the tokenize stage first (dvc repro tokenize)")
+    raw = read_json(path, hint="rebuild it with the tokenize stage")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         dtype = str(raw["dtype"])
         if dtype not in DTYPES:
             raise TokenDataError(f"{path}: key 'dtype' is {dtype!r}, expected one of {sorted(DTYPES)}")
@@ -83,14 +83,36 @@ def read_meta(data_dir: Path) -> TokenMeta:
         tokenizer = raw.get("tokenizer") or {}
         return TokenMeta(int(raw["vocab_size"]), dtype, int(raw["eot_id"]), splits,
                          str(tokenizer.get("dir", "")), str(tokenizer.get("sha256", "")))
+    except TokenDataError:
+        raise
     except KeyError as exc:
         raise TokenDataError(f"{path}: missing key {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise TokenDataError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise TokenDataError(f"{path}: unexpected layout ({type(exc).__name__}: {exc})") from None
 
 
-def open_tokens(split: TokenSplit, dtype: str) -> np.memmap:
-    return np.memmap(split.path, dtype=DTYPES[dtype], mode="r")
+def open_tokens(split: TokenSplit, dtype: str) -> np.ndarray:
+    return open_memmap(split.path, DTYPES[dtype], hint="rebuild it with the tokenize stage")
+
+
+# Tokens checked per read when scanning a split for out-of-vocabulary ids (bounded memory).
+SCAN_CHUNK = 1 << 24
+
+
+def check_token_range(meta: TokenMeta) -> None:
+    """Every id in every split is below the vocabulary size: a file of garbage with the right length
+    would otherwise train on it, or fail deep inside the embedding lookup without naming the file."""
+    for split in meta.splits.values():
+        tokens = open_tokens(split, meta.dtype)
+        for start in range(0, len(tokens), SCAN_CHUNK):
+            chunk = tokens[start:start + SCAN_CHUNK]
+            top = int(chunk.max()) if len(chunk) else 0
+            if top >= meta.vocab_size:
+                where = start + int(np.argmax(chunk >= meta.vocab_size))
+                raise TokenDataError(
+                    f"{split.path}: token id {int(tokens[where])} at position {where} is outside the "
+                    f"vocabulary (vocab_size={meta.vocab_size} in meta.json); the file is corrupt or "
+                    "from another tokenizer: rebuild it with the tokenize stage")
 
 
 def cut_windows(tokens: np.ndarray, rng: np.random.Generator, batch: int, length: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ from src.paths import resolve
 from src.stage import StageRun
 from src.training.callbacks import EvalPlan, Evaluator, SampleSettings, TrainingMonitor
 from src.training.checkpoint import BEST, LAST, AtomicCheckpointIO, identity_diff
-from src.training.data import TokenDataModule, TokenMeta, read_meta
+from src.training.data import TokenDataModule, TokenMeta, check_token_range, read_meta
 from src.training.flops import peak_flops
 from src.training.mlflow_logger import StageRunLogger
 from src.training.module import PretrainModule
@@ -233,6 +233,7 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     p, t = cfg.pretrain, cfg.trainer
     check_recipe(p)
     meta = read_meta(resolve(p.data_dir))
+    check_token_range(meta)
     set_torch_globals(t)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 

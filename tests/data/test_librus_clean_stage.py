@@ -12,6 +12,7 @@ import pytest
 from src.config import compose, load_config
 from src.data.librus.clean import clean_librus, doc_id
 from src.data.librus.scrape import scrape_librus
+from src.data.readers import InputFileError
 from src.paths import PROJECT_ROOT
 from src.stage import StageRun
 
@@ -104,5 +105,5 @@ def test_broken_pages_are_reported_not_fatal(crawled: Path, tmp_path: Path) -> N
 
 def test_missing_manifest_names_the_file(tmp_path: Path) -> None:
     cfg = configs(tmp_path)
-    with pytest.raises(FileNotFoundError, match="manifest.parquet"):
+    with pytest.raises(InputFileError, match="manifest.parquet: not found; the crawl manifest"):
         clean_librus(cfg, StageRun("clean_librus", cfg, tracking_active=False))

@@ -14,6 +14,7 @@ import pytest
 
 from src.bench.clean_subs import main as bench_main
 from src.config import compose, load_config
+from src.data.readers import InputFileError
 from src.data.subtitles.clean import clean_subs
 from src.paths import PROJECT_ROOT
 from src.stage import StageRun
@@ -91,7 +92,7 @@ def test_stage_end_to_end(tmp_path: Path, workers: int) -> None:
 
 def test_stage_reports_missing_manifest(tmp_path: Path) -> None:
     cfg = load_config(compose([f"clean_subs.input_dir={tmp_path}", "tracking.enabled=false"]))
-    with pytest.raises(FileNotFoundError, match="manifest.parquet"):
+    with pytest.raises(InputFileError, match="manifest.parquet: not found; the subtitle manifest"):
         clean_subs(cfg, StageRun("clean_subs", cfg, tracking_active=False))
 
 

@@ -27,6 +27,7 @@ from src.config.sections.normalize import NormalizeConfig
 from src.data.librus.document import CleanedDocument, init_worker
 from src.data.librus.report import write_report
 from src.data.librus.rules import RULE_ORDER
+from src.data.readers import read_parquet
 from src.paths import resolve
 from src.stage import StageRun
 
@@ -108,9 +109,7 @@ def run_pool(
 
 def read_manifest(raw_dir: Path) -> list[dict[str, Any]]:
     path = raw_dir / "manifest.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no crawl manifest; run the scrape_librus stage first")
-    return pq.read_table(path).to_pylist()
+    return read_parquet(path, hint="the crawl manifest; run the scrape_librus stage").to_pylist()
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:

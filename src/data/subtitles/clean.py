@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from src.config.sections.clean_subs import CleanSubsConfig
+from src.data.readers import InputFileError, read_parquet
 from src.data.subtitles.cleaner import FileResult, Normalizer, clean_subtitle_bytes, load_normalizer
 from src.data.subtitles.dedup import Candidate, find_duplicates
 from src.data.subtitles.fluff import FluffPatterns
@@ -178,14 +179,12 @@ class LineSpool:
 
 def _read_manifest(input_dir: Path) -> list[dict[str, Any]]:
     path = input_dir / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest; run the scrape_opensubs stage first")
-    table = pq.read_table(path)
+    table = read_parquet(path, hint="the subtitle manifest; run the scrape_opensubs stage")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if not any(c in table.column_names for c in PATH_COLUMNS):
         missing.append(" or ".join(PATH_COLUMNS))
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
     path_column = next(c for c in PATH_COLUMNS if c in table.column_names)
     rows = table.to_pylist()
     for row in rows:
