@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from src.config import compose
+from src.config import compose, load_config
 from src.errors import InputError
 from src.pipeline import STAGES
 from src.stage import execute_stage, exit_status
@@ -20,7 +20,8 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        execute_stage(argv[0], compose(argv[1:]))
+        overrides = argv[1:]
+        execute_stage(argv[0], load_config(compose(overrides), origin=f"conf/ with overrides {overrides}"))
     except InputError as exc:
         return exit_status(argv[0], exc)
     return 0

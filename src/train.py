@@ -19,7 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import load_config
+from src.config import ConfigError, compose, hydra_reason, load_config
 from src.errors import InputError
 from src.paths import CONF_DIR
 
@@ -64,10 +64,57 @@ def train(cfg: DictConfig) -> None:
 
 
 USER_ARGV: list[str] = []
+# Hydra's own command-line flags that take a value (the value is not an override).
+VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--cfg", "-c",
+               "--package", "-p", "--experimental-rerun"}
+HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def sweep_points(args: list[str]) -> list[list[str]]:
+    """Override lists that together use every value of every sweep: the first value of each sweep,
+    then each further value of one sweep with the others at their first (not the whole product)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    overrides, skip = [], False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in VALUE_FLAGS
+            continue
+        overrides.append(arg)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        raise ConfigError(f"overrides {overrides}: {hydra_reason(exc)}") from None
+    parsed = [o for o in parsed if not o.key_or_group.startswith("hydra")]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeps = [(o.get_key_element(), list(o.sweep_string_iterator()))
+              for o in parsed if o.is_sweep_override()]
+    first = [f"{key}={values[0]}" for key, values in sweeps]
+    points = [fixed + first]
+    for i, (key, values) in enumerate(sweeps):
+        points += [fixed + first[:i] + [f"{key}={value}"] + first[i + 1:] for value in values[1:]]
+    return points
+
+
+def check_overrides(args: list[str]) -> None:
+    """Compose and validate every sweep value before Hydra starts, so a typo or a bad value ends
+    like any other config error (one line naming the key, status 2) and not in Hydra's own report,
+    nor halfway through a sweep."""
+    if HELP_FLAGS & set(args):
+        return
+    for point in sweep_points(args):
+        load_config(compose(point), origin=f"conf/ with overrides {point}")
 
 
 def main() -> None:
     USER_ARGV[:] = sys.argv
+    try:
+        check_overrides(sys.argv[1:])
+    except InputError as exc:
+        from src.stage import exit_status
+
+        sys.exit(exit_status("pretrain", exc))
     given = {arg.split("=", 1)[0] for arg in sys.argv[1:]}
     sys.argv = sys.argv + [f"{key}={value}" for key, value in DEFAULT_DIRS.items() if key not in given]
     train()

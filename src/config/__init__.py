@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -36,9 +36,22 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
         with initialize_config_dir(str(CONF_DIR), version_base=None):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"conf/ with overrides {list(overrides or [])}: {exc}") from None
+        raise ConfigError(f"conf/ with overrides {list(overrides or [])}: {hydra_reason(exc)}") from None
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def hydra_reason(exc: BaseException) -> str:
+    """Hydra's multi-line error as one line: the key at fault, or the missing option and the choices."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        key = getattr(cause, "full_key", None)
+        if key:
+            return f"bad config key '{key}': {str(getattr(cause, 'msg', None) or cause).splitlines()[0]}"
+        cause = cause.__cause__ or cause.__context__
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    options = getattr(exc, "options", None)
+    return f"{first} (options: {', '.join(options)})" if options else first
 
 
 def composed_params_text(overrides: list[str] | None = None) -> str:
@@ -46,12 +59,12 @@ def composed_params_text(overrides: list[str] | None = None) -> str:
     return OmegaConf.to_yaml(compose(overrides))
 
 
-def load_config(source: DictConfig | dict | str | Path | None = None) -> DictConfig:
-    """Validate a config against `RootConfig`; `None` reads params.yaml.
+def load_config(source: DictConfig | dict | str | Path | None = None, origin: str = "config") -> DictConfig:
+    """Validate a config against `RootConfig`; `None` reads params.yaml. `origin` names an in-memory
+    config in error messages (a file is named by its path).
 
     The result is a typed DictConfig: assigning a wrong type or reading an unknown key raises.
     """
-    origin = "config"
     try:
         if source is None or isinstance(source, (str, Path)):
             path = Path(source) if source is not None else PARAMS_FILE
@@ -72,8 +85,24 @@ def load_config(source: DictConfig | dict | str | Path | None = None) -> DictCon
         reason = str(getattr(exc, "msg", None) or exc).splitlines()[0]
         raise ConfigError(f"{origin}: bad config key '{key}': {reason}") from None
     assert isinstance(merged, DictConfig)
+    problems = value_problems(merged)
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(f"{origin}: bad config value '{key}': {message}")
     OmegaConf.set_readonly(merged, True)
     return merged
+
+
+def value_problems(cfg: DictConfig) -> list[tuple[str, str]]:
+    """(full key, problem) for every value a section's schema rejects (its `problems` method)."""
+    out: list[tuple[str, str]] = []
+    for name, section_type in get_type_hints(RootConfig).items():
+        check = getattr(section_type, "problems", None)
+        if check is None:
+            continue
+        values = OmegaConf.to_container(cfg[name], resolve=True)
+        out.extend((f"{name}.{key}", message) for key, message in check(values))
+    return out
 
 
 def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any]:

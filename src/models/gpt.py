@@ -14,6 +14,11 @@ switches in `ModelConfig` (conf/model/*.yaml):
 
 Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU).
 
+Packed sequences (supervised fine-tuning puts several conversations in one window): `forward(idx,
+doc_ids=...)` gives each token the id of the sequence it belongs to; attention is then causal within
+a sequence and never crosses into another (a block-diagonal causal mask), and positions restart at 0
+where each sequence starts. Without `doc_ids` the plain causal path runs, unchanged.
+
 Besides the training forward, `forward_cached` runs new tokens against a preallocated key/value
 cache (`KVCache`); the generation engine (src/generation/engine.py) drives it.
 """
@@ -28,14 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.config.sections.model import ModelConfig
+from src.config.sections.model import CHOICES, ModelConfig  # noqa: F401 - CHOICES re-exported
 
 MODEL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ModelConfig))
-CHOICES: dict[str, tuple[str, ...]] = {
-    "pos_emb": ("learned", "rope"),
-    "norm": ("layernorm", "rmsnorm"),
-    "mlp": ("gelu", "relu2"),
-}
 IGNORE_INDEX = -100
 
 
@@ -54,19 +54,13 @@ def read_config(cfg: Any) -> dict[str, Any]:
         unknown = sorted(set(cfg) - set(MODEL_FIELDS))
         if unknown:
             raise ValueError(f"model: unknown key(s) {unknown}; known: {list(MODEL_FIELDS)}")
-    for key, allowed in CHOICES.items():
-        if out[key] not in allowed:
-            raise ValueError(f"model.{key}: unknown value {out[key]!r}; expected one of {list(allowed)}")
+    # The same rules the config loader applies, for configs that come from checkpoints and exports.
+    for key, problem in ModelConfig.problems(out):
+        raise ValueError(f"model.{key}: {problem}")
     if int(out["vocab_size"]) <= 0:
         raise ValueError(
             f"model.vocab_size must be > 0 to build a model (got {out['vocab_size']}); 0 means "
             "'take it from the tokenized data', so set it from the data's meta.json first")
-    if out["n_embd"] % out["n_head"] != 0:
-        raise ValueError(f"model.n_embd ({out['n_embd']}) must be divisible by model.n_head ({out['n_head']})")
-    if out["pos_emb"] == "rope" and (out["n_embd"] // out["n_head"]) % 2 != 0:
-        raise ValueError("model.pos_emb=rope needs an even head size (n_embd / n_head)")
-    if out["logit_softcap"] < 0:
-        raise ValueError(f"model.logit_softcap must be >= 0 (got {out['logit_softcap']})")
     return out
 
 
@@ -178,10 +172,13 @@ class CausalSelfAttention(nn.Module):
         B, H, T, D = y.shape
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, H * D)))
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_mask: Tensor | None = None) -> Tensor:
         q, k, v = self._qkv(x, rope)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:  # packed sequences: the mask is causal and block-diagonal itself
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self._out(y)
 
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache_k: Tensor,
@@ -225,14 +222,28 @@ class Block(nn.Module):
         self.ln_2 = make_norm(c["norm"], c["n_embd"], c["bias"])
         self.mlp = MLP(c)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), rope)
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_mask: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope, attn_mask)
         return x + self.mlp(self.ln_2(x))
 
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache_k: Tensor,
                        cache_v: Tensor, slots: Tensor, kv_len: int, attn_mask: Tensor | None) -> Tensor:
         x = x + self.attn.forward_cached(self.ln_1(x), rope, cache_k, cache_v, slots, kv_len, attn_mask)
         return x + self.mlp(self.ln_2(x))
+
+
+def packed_positions_and_mask(doc_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Position ids [B, T] restarting at 0 where each run of equal `doc_ids` begins, and the boolean
+    attention mask [B, 1, T, T] (True = may attend): causal, and only within the same run. Every
+    row keeps its diagonal, so padding given a run of its own never produces an all-masked row."""
+    B, T = doc_ids.shape
+    index = torch.arange(T, device=doc_ids.device).expand(B, T)
+    starts = torch.ones_like(doc_ids, dtype=torch.bool)
+    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    run_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    same = doc_ids[:, :, None] == doc_ids[:, None, :]
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
+    return index - run_start, (same & causal)[:, None]
 
 
 class GPT(nn.Module):
@@ -350,16 +361,23 @@ class GPT(nn.Module):
             logits = cap * torch.tanh(logits / cap)
         return logits
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx: Tensor, targets: Tensor | None = None,
+                doc_ids: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits [B, T, V] for token ids `idx` [B, T]; with `targets`, also the mean cross-entropy
-        over positions whose target is not -100 (computed in float32)."""
+        over positions whose target is not -100 (computed in float32). `doc_ids` [B, T] (packed
+        sequences, each a contiguous run of equal ids): attention stays inside each run and
+        positions restart at its first token."""
         T = idx.shape[1]
         if T > self.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than model.block_size={self.block_size}")
-        positions = torch.arange(T, device=idx.device)
+        attn_mask = None
+        if doc_ids is None:
+            positions = torch.arange(T, device=idx.device)
+        else:
+            positions, attn_mask = packed_positions_and_mask(doc_ids)
         x, rope = self._embed(idx, positions)
         for block in self.transformer.h:
-            x = block(x, rope)
+            x = block(x, rope, attn_mask)
         logits = self._logits(x)
         if targets is None:
             return logits, None

@@ -70,15 +70,6 @@ def plan_batch(p: DictConfig, block_size: int, world_size: int) -> BatchPlan:
     return BatchPlan(p.micro_batch_size, p.tokens_per_step // per_micro, world_size, block_size)
 
 
-def check_recipe(p: DictConfig) -> None:
-    for key in ("max_steps", "log_every", "val_every", "save_every", "val_batches"):
-        if p[key] < 1:
-            raise PretrainConfigError(f"pretrain.{key} must be >= 1, got {p[key]}")
-    if p.warmup_steps < 0 or p.warmup_steps >= p.max_steps:
-        raise PretrainConfigError(
-            f"pretrain.warmup_steps={p.warmup_steps} must be in [0, pretrain.max_steps={p.max_steps})")
-
-
 def model_config(cfg: DictConfig, meta: TokenMeta) -> dict[str, Any]:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(model, dict)
@@ -230,8 +221,8 @@ def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run:
 
 
 def pretrain(cfg: DictConfig, run: StageRun) -> None:
+    # Ranges of single values were checked when the config was loaded (src/config/checks.py).
     p, t = cfg.pretrain, cfg.trainer
-    check_recipe(p)
     meta = read_meta(resolve(p.data_dir))
     check_token_range(meta)
     set_torch_globals(t)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 import yaml
 from omegaconf import OmegaConf
@@ -100,3 +103,70 @@ def test_entry_point_reports_input_errors_in_one_line(tmp_path, capsys) -> None:
     assert "Traceback" not in err
     assert main(["tokenize", "tokenize.bogus=1"]) == 2
     assert "tokenize.bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override,key", [
+    ("model.n_layer=-2", "model.n_layer"), ("model.n_layer=0", "model.n_layer"),
+    ("model.n_head=0", "model.n_head"), ("model.n_head=3", "model.n_head"),
+    ("model.dropout=1.0", "model.dropout"), ("model.pos_emb=alibi", "model.pos_emb"),
+    ("model.block_size=0", "model.block_size"), ("model.vocab_size=-1", "model.vocab_size"),
+    ("trainer.devices=0", "trainer.devices"), ("trainer.num_nodes=0", "trainer.num_nodes"),
+    ("trainer.strategy=dpp", "trainer.strategy"), ("trainer.precision=bf16", "trainer.precision"),
+    ("pretrain.lr=-1e-3", "pretrain.lr"), ("pretrain.max_steps=0", "pretrain.max_steps"),
+    ("pretrain.beta2=1.0", "pretrain.beta2"), ("pretrain.optimizer=sgd", "pretrain.optimizer"),
+    ("pretrain.warmup_steps=500", "pretrain.warmup_steps"),
+    ("pretrain.micro_batch_size=0", "pretrain.micro_batch_size"),
+])
+def test_out_of_range_values_are_named_at_load(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"bad config value '{re.escape(key)}': .*got "):
+        load_config(compose([override]))
+
+
+def test_rope_needs_an_even_head_size() -> None:
+    with pytest.raises(ConfigError, match=r"'model\.n_head': pos_emb=rope needs an even head size"):
+        load_config(compose(["model.pos_emb=rope", "model.n_embd=96", "model.n_head=32"]))
+    load_config(compose(["model.pos_emb=rope", "model.n_embd=96", "model.n_head=24"]))
+
+
+def test_hydra_errors_become_one_line() -> None:
+    for override, expected in (("model.n_layr=3", "bad config key 'model.n_layr'"),
+                               ("model=nope", "Could not find 'model/nope' (options: "),
+                               ("model.n_layer=[1", "no viable alternative")):
+        with pytest.raises(ConfigError) as info:
+            compose([override])
+        assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["model.n_layr=3"], "bad config key 'model.n_layr'"),
+    (["model.n_head=3"], "bad config value 'model.n_head'"),
+    # A bad value in the second point of a sweep stops the sweep before its first point trains.
+    (["-m", "model.n_layer=1,-2"], "bad config value 'model.n_layer': must be >= 1, got -2"),
+    (["--multirun", "+experiment=cpu_smoke", "model.n_head=2,3"], "bad config value 'model.n_head'"),
+])
+def test_train_entry_reports_config_errors_like_run(argv, expected, monkeypatch, capsys) -> None:
+    """`python -m src.train` ends a bad override as `src.run` does: one line, status 2."""
+    from src import run, train
+
+    monkeypatch.setattr(sys, "argv", ["src.train", *argv])
+    with pytest.raises(SystemExit) as info:
+        train.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("error: pretrain: ") and expected in err
+    if argv[0] != "-m" and argv[0] != "--multirun":
+        assert run.main(["pretrain", *argv]) == 2
+        assert capsys.readouterr().err == err
+
+
+def test_sweep_points_cover_every_value_once() -> None:
+    from src.train import sweep_points
+
+    points = sweep_points(["-m", "--config-name", "config", "+experiment=cpu_smoke", "model.n_layer=1,2,3",
+                           "pretrain.lr=0.1,0.2", "hydra.sweep.dir=x"])
+    assert points == [
+        ["+experiment=cpu_smoke", "model.n_layer=1", "pretrain.lr=0.1"],
+        ["+experiment=cpu_smoke", "model.n_layer=2", "pretrain.lr=0.1"],
+        ["+experiment=cpu_smoke", "model.n_layer=3", "pretrain.lr=0.1"],
+        ["+experiment=cpu_smoke", "model.n_layer=1", "pretrain.lr=0.2"],
+    ]

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from src.config.checks import above, at_least, field_problems, one_of, within
 
 
 @dataclass
@@ -61,3 +65,22 @@ class PretrainConfig:
     sample_temperature: float = 0.8
     sample_top_k: int = 40
     sample_prompts: list[str] = field(default_factory=lambda: ["Однажды"])
+
+    @staticmethod
+    def problems(p: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out = field_problems(p, {
+            "max_steps": at_least(1), "micro_batch_size": at_least(1), "grad_accum_steps": at_least(1),
+            "tokens_per_step": at_least(0), "optimizer": one_of("adamw", "muon"), "lr": above(0),
+            "weight_decay": at_least(0), "beta1": within(0, 1, high_open=True),
+            "beta2": within(0, 1, high_open=True), "eps": above(0), "grad_clip": at_least(0),
+            "muon_lr": above(0), "muon_momentum": within(0, 1, high_open=True),
+            "muon_ns_steps": at_least(1), "schedule": one_of("cosine", "wsd"),
+            "warmup_steps": at_least(0), "decay_steps": at_least(0), "wsd_decay_frac": within(0, 1),
+            "min_lr_ratio": within(0, 1), "log_every": at_least(1), "val_every": at_least(1),
+            "val_batches": at_least(1), "val_batch_size": at_least(0), "save_every": at_least(1),
+            "sample_tokens": at_least(0), "sample_temperature": at_least(0),
+            "sample_top_k": at_least(0)})
+        if not out and p["warmup_steps"] >= p["max_steps"]:
+            out.append(("warmup_steps", f"must be < pretrain.max_steps={p['max_steps']}, "
+                                        f"got {p['warmup_steps']}"))
+        return out

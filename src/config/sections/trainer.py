@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from src.config.checks import at_least, either, field_problems, one_of
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "fsdp")
+PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+FSDP_SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "_HYBRID_SHARD_ZERO2")
 
 
 @dataclass
@@ -38,3 +48,13 @@ class TrainerConfig:
     # peak FLOP/s per device for MFU in TFLOP/s; 0 = look the GPU up in the peak table (CPU: no MFU)
     peak_tflops: float = 0.0
     enable_progress_bar: bool | None = None
+
+    @staticmethod
+    def problems(t: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return field_problems(t, {
+            "accelerator": one_of(*ACCELERATORS), "devices": either(-1, at_least(1)),
+            "num_nodes": at_least(1), "strategy": one_of(*STRATEGIES),
+            "precision": one_of(*PRECISIONS), "compile_mode": one_of(*COMPILE_MODES),
+            "matmul_precision": one_of("highest", "high", "medium"), "num_threads": at_least(0),
+            "num_workers": at_least(0), "fsdp_sharding": one_of(*FSDP_SHARDING),
+            "peak_tflops": at_least(0)})
