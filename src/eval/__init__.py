@@ -1,0 +1,1 @@
+"""Evaluation of generated text: detectors shared by SFT monitoring, the eval stage and KTO."""
