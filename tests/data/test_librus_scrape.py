@@ -31,7 +31,8 @@ def stage_config(tmp_path: Path, *overrides: str) -> DictConfig:
     """The composed sample config, its scrape_librus section validated, outputs under tmp_path."""
     composed = compose([
         f"scrape_librus.out_dir={tmp_path / 'raw'}", f"scrape_librus.cache_dir={tmp_path / 'cache'}",
-        "scrape_librus.progress=false", *overrides,
+        f"scrape_librus.report_dir={tmp_path / 'reports'}", "scrape_librus.progress=false",
+        *overrides,
     ])
     section = OmegaConf.merge(OmegaConf.structured(ScrapeLibrusConfig), composed.scrape_librus)
     return OmegaConf.create({"scrape_librus": section})
@@ -59,6 +60,15 @@ def counted(monkeypatch):
 
 def read_manifest(tmp_path: Path) -> pl.DataFrame:
     return pl.read_parquet(tmp_path / "raw" / "manifest.parquet")
+
+
+def read_crawl_report(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "reports" / "crawl_report.json").read_text(encoding="utf-8"))
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
 
 
 def test_sample_crawl_records_every_url_and_a_rerun_fetches_nothing(tmp_path, counted):
@@ -122,8 +132,32 @@ def test_a_crawl_killed_midway_resumes_without_refetching(tmp_path, counted, mon
     # Each page crossed the wire exactly once over both runs.
     both = first_run + counted
     assert all(n == 1 for n in both.values()), both
-    assert manifest["from_cache"].sum() == sum(
+    report = read_crawl_report(tmp_path)
+    assert sum(u["from_cache"] for u in report["per_url"]) == report["pages_cached"] == sum(
         n for (_, p), n in first_run.items() if p != "/robots.txt")
+
+
+def test_a_cached_recrawl_leaves_clean_librus_input_byte_identical(tmp_path, counted):
+    """DVC hashes out_dir (clean_librus' input): whether pages came from the network or the cache
+    must not show in it, or a fresh clone's `dvc repro` would rewrite dvc.lock."""
+    cfg = stage_config(tmp_path)
+    run_stage(cfg)
+    fetched = tree_bytes(tmp_path / "raw")
+    first_report = read_crawl_report(tmp_path)
+    counted.clear()
+    run_stage(cfg)
+    assert sum(counted.values()) == 0  # all answered by the cache
+    assert tree_bytes(tmp_path / "raw") == fetched
+    assert set(pl.read_parquet(tmp_path / "raw" / "manifest.parquet").columns).isdisjoint(
+        {"from_cache", "requests"})
+    # The run's own facts live in the crawl report, outside out_dir.
+    second_report = read_crawl_report(tmp_path)
+    assert (first_report["pages_fetched"], first_report["pages_cached"]) == (15, 0)
+    assert (second_report["pages_fetched"], second_report["pages_cached"]) == (0, 15)
+    assert first_report["http"]["requests"] == 17 and "requests" not in second_report["http"]
+    per_url = {u["url"]: u for u in first_report["per_url"]}
+    assert len(per_url) == N_URLS
+    assert per_url["http://lib.ru/LITRA/ZARECHNYJ/veter.txt"]["requests"] == 1
 
 
 DRIVER = """
@@ -143,6 +177,7 @@ def test_a_crawl_killed_by_sigkill_resumes(tmp_path, counted):
     # Slow enough (5 pages/s per host, one at a time) that the kill lands mid-crawl.
     overrides = [f"scrape_librus.out_dir={tmp_path / 'raw'}",
                  f"scrape_librus.cache_dir={tmp_path / 'cache'}", "scrape_librus.progress=false",
+                 f"scrape_librus.report_dir={tmp_path / 'reports'}",
                  "scrape_librus.crawl.requests_per_second=5", "scrape_librus.crawl.concurrency=1"]
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, *overrides], cwd=PROJECT_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -113,6 +113,17 @@ def test_rate_limit_waits_retry_after_then_succeeds(tmp_path: Path) -> None:
     assert len(fake.calls_to("/api/v1/subtitles")) == 3
 
 
+def test_a_short_retry_after_never_waits_less_than_the_backoff(tmp_path: Path) -> None:
+    sleep = SleepRecorder()
+    with FakeOpenSubtitles(catalogue()) as fake:
+        fake.force("/api/v1/subtitles", 503)
+        fake.force("/api/v1/subtitles", 429, {"Retry-After": "0"})
+        with client_for(fake, tmp_path, sleep, retry={"backoff_base_s": 0.5}) as client:
+            client.search(["en"], query="fake")
+    assert sleep.waits == [0.5, 1.0]  # base * 2**attempt; the 429's 0 s would hammer the server
+    assert len(fake.calls_to("/api/v1/subtitles")) == 3
+
+
 def test_rate_limit_longer_than_allowed_stops(tmp_path: Path) -> None:
     with FakeOpenSubtitles(catalogue()) as fake:
         fake.force("/api/v1/subtitles", 429, {"Retry-After": "3600"})
@@ -160,6 +171,20 @@ def test_stage_downloads_search_results_into_manifest(tmp_path: Path, api_key: s
     assert run.summary.wrote["files"] == 4
     assert sorted(fake.downloaded) == [5000, 5001, 5002, 6000]
     assert (tmp_path / "cache" / "files" / "6000.srt").read_bytes() == srt(100)
+
+
+def test_a_rerun_from_the_download_cache_writes_identical_output(tmp_path: Path,
+                                                                 api_key: str) -> None:
+    """clean_subs hashes the output dir: cached and fresh downloads must not differ in it."""
+    with FakeOpenSubtitles(catalogue(3, 1)) as fake:
+        cfg = section(tmp_path, fake.base_url)
+        run_stage(cfg)
+        out = tmp_path / "out"
+        first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        downloads = len(fake.calls_to("/api/v1/download"))
+        run_stage(cfg)
+        assert len(fake.calls_to("/api/v1/download")) == downloads  # all from the cache
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
 
 
 def test_login_sends_bearer_token(tmp_path: Path, api_key: str,

@@ -52,6 +52,14 @@ def test_stage_on_the_sample_tree(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".raw.*"))  # staging folder swapped in, nothing left behind
 
 
+def test_a_rerun_on_the_same_archives_writes_identical_output(tmp_path: Path) -> None:
+    execute_stage("scrape_opensubs", sample_config(tmp_path))
+    out = tmp_path / "raw"
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    execute_stage("scrape_opensubs", sample_config(tmp_path))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+
+
 def test_failed_run_keeps_previous_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     execute_stage("scrape_opensubs", sample_config(tmp_path))
     before = pl.read_parquet(tmp_path / "raw" / "manifest.parquet")

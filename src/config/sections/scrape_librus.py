@@ -78,6 +78,10 @@ class ScrapeLibrusConfig:
     # http: the real sites; local: a folder of .html/.txt files (local_dir).
     source: str = "mirror"
     out_dir: str = "data/raw/librus"
+    # crawl_report.json: what this run did (per URL: answered by the cache or fetched, requests
+    # made). Not a DVC output and not in out_dir: out_dir (clean_librus' input) holds only what was
+    # read, so a re-crawl of the same pages leaves it byte-identical.
+    report_dir: str = "data/reports/scrape_librus"
     # Outside DVC outs (DVC deletes outs before a re-run). mirror runs use a subfolder named by a
     # fingerprint of the mirror's files, so an edited mirror is never answered from an old cache.
     cache_dir: str = "data/cache/librus"

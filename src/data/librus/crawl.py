@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 import threading
 import time
 import urllib.robotparser
@@ -25,7 +23,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from src.atomic_io import write_bytes_atomic
 from src.config.sections.scrape_librus import CrawlPolicy
+from src.retry import Backoff, RetriesExhausted, RetryableFailure, call_with_retries
 
 # Statuses of a FetchResult (the manifest's `status` column uses the same words).
 OK = "ok"
@@ -63,19 +63,6 @@ def url_key(url: str) -> str:
     return hashlib.sha1(url.encode("utf-8")).hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class PageCache:
     """Responses on disk: `<key>.body` then `<key>.json`; the JSON (written last) marks it done.
 
@@ -104,19 +91,20 @@ class PageCache:
         return FetchResult(
             url=url, final_url=meta["final_url"], status=status, http_status=http_status,
             content_type=meta.get("content_type"), body=body, from_cache=True,
-            error=None if status == OK else f"HTTP {http_status} (answered before; cached)",
+            # The same words as when it was fetched: a manifest must not depend on the cache.
+            error=None if status == OK else f"HTTP {http_status}",
         )
 
     def put(self, result: FetchResult) -> None:
         body = result.body or b""
         body_path, meta_path = self._paths(result.url)
-        atomic_write_bytes(body_path, body)
+        write_bytes_atomic(body_path, body)
         meta = {
             "url": result.url, "final_url": result.final_url, "status": result.status,
             "http_status": result.http_status, "content_type": result.content_type,
             "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
         }
-        atomic_write_bytes(meta_path, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        write_bytes_atomic(meta_path, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
 
 
 def crawl_delay(lines: list[str], user_agent: str) -> float | None:
@@ -210,7 +198,8 @@ class Crawler:
         self._stats_lock = threading.Lock()
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
         self._robots_lock = threading.Lock()
-        self._rng = random.Random(seed)
+        self.backoff = Backoff(policy.backoff_base_s, policy.backoff_max_s,
+                               policy.backoff_jitter, random.Random(seed))
         self.client = httpx.Client(
             headers={"User-Agent": policy.user_agent},
             timeout=httpx.Timeout(policy.timeout_s, connect=policy.connect_timeout_s),
@@ -324,55 +313,56 @@ class Crawler:
         return FetchResult(url, current, TOO_MANY_REDIRECTS, requests=requests,
                            error=f"more than {self.policy.max_redirects} redirects")
 
-    def _backoff(self, attempt: int, retry_after: str | None) -> float:
-        delay = min(self.policy.backoff_max_s, self.policy.backoff_base_s * (2 ** attempt))
-        if retry_after and retry_after.strip().isdigit():
-            delay = max(delay, min(float(retry_after), self.policy.backoff_max_s))
-        with self._stats_lock:
-            jitter = self._rng.random() * self.policy.backoff_jitter
-        return delay * (1.0 + jitter)
-
     def _request_with_retries(self, url: str) -> FetchResult:
         """One URL, no redirect following; a redirect comes back as OK with its `location`."""
         host = urlsplit(url).hostname or ""
-        attempts, last_error = 0, ""
-        last_status: int | None = None
-        for attempt in range(self.policy.max_retries + 1):
-            if attempt:
+        attempts = 0
+
+        def attempt(n: int) -> FetchResult:
+            nonlocal attempts
+            if n:
                 self._count("retries")
             self.throttle.wait(host)
             attempts += 1
             self._count("requests")
-            retry_after = None
-            try:
-                response = self.client.get(self.transport.outward(url))
-                body = response.content
-            except httpx.TimeoutException as exc:
-                last_error, last_status = f"timeout: {type(exc).__name__}", None
-            except httpx.TransportError as exc:
-                # Connection refused/reset, or a body cut short of its Content-Length.
-                last_error, last_status = f"{type(exc).__name__}: {exc}", None
-            else:
-                last_status = response.status_code
-                declared = response.headers.get("content-length")
-                encoded = response.headers.get("content-encoding")
-                if (declared and declared.isdigit() and not encoded
-                        and int(declared) != len(body)):
-                    last_error = f"truncated body: {len(body)} of {declared} bytes"
-                elif response.status_code in self.policy.retry_statuses:
-                    last_error = f"HTTP {response.status_code}"
-                    retry_after = response.headers.get("retry-after")
-                else:
-                    location = response.headers.get("location")
-                    if response.status_code in REDIRECT_STATUSES:
-                        return FetchResult(url, url, OK, http_status=response.status_code,
-                                           location=location, requests=attempts)
-                    return FetchResult(url, url, OK, http_status=response.status_code,
-                                       content_type=response.headers.get("content-type"),
-                                       body=body, requests=attempts)
-            if attempt < self.policy.max_retries:
-                time.sleep(self._backoff(attempt, retry_after))
-        status = HTTP_ERROR if last_status is not None and not last_error.startswith(
-            "truncated") else NETWORK_ERROR
-        return FetchResult(url, url, status, http_status=last_status, requests=attempts,
-                           error=f"{last_error} (after {attempts} attempts)")
+            return self._request_once(url, attempts)
+
+        try:
+            return call_with_retries(attempt, self.policy.max_retries + 1, self.backoff)
+        except RetriesExhausted as exc:
+            last = exc.last
+            status = HTTP_ERROR if last.status is not None and not last.reason.startswith(
+                "truncated") else NETWORK_ERROR
+            return FetchResult(url, url, status, http_status=last.status, requests=attempts,
+                               error=str(exc))
+
+    def _request_once(self, url: str, attempts: int) -> FetchResult:
+        """One GET; a failure worth retrying raises RetryableFailure."""
+        try:
+            response = self.client.get(self.transport.outward(url))
+            body = response.content
+        except httpx.TimeoutException as exc:
+            raise RetryableFailure(f"timeout: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            # Connection refused/reset, or a body cut short of its Content-Length.
+            raise RetryableFailure(f"{type(exc).__name__}: {exc}") from None
+        status = response.status_code
+        declared = response.headers.get("content-length")
+        encoded = response.headers.get("content-encoding")
+        if declared and declared.isdigit() and not encoded and int(declared) != len(body):
+            raise RetryableFailure(f"truncated body: {len(body)} of {declared} bytes",
+                                   status=status)
+        if status in self.policy.retry_statuses:
+            raise RetryableFailure(f"HTTP {status}", status=status,
+                                   retry_after_s=self._retry_after(response))
+        if status in REDIRECT_STATUSES:
+            return FetchResult(url, url, OK, http_status=status,
+                               location=response.headers.get("location"), requests=attempts)
+        return FetchResult(url, url, OK, http_status=status,
+                           content_type=response.headers.get("content-type"),
+                           body=body, requests=attempts)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        """Retry-After in whole seconds, capped at backoff_max_s (a crawler never waits longer)."""
+        value = (response.headers.get("retry-after") or "").strip()
+        return min(float(value), self.policy.backoff_max_s) if value.isdigit() else None

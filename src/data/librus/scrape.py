@@ -2,13 +2,16 @@
 
 Output (`out_dir`): `pages/<sha1 of url>.html|.txt` (the page decoded to UTF-8, byte-for-byte the
 site's markup otherwise) and `manifest.parquet`, one row per URL or file seen, whatever became of it
-(see MANIFEST_SCHEMA). Sources: `mirror` (the embedded mirror served on 127.0.0.1 and crawled like
+(see MANIFEST_SCHEMA). Both are a function of what was read only: a re-crawl answered by the cache
+writes the same bytes as the first, so DVC sees no change downstream. What the run itself did
+(cache or network, requests per URL, retries) goes to `report_dir/crawl_report.json`. Sources: `mirror` (the embedded mirror served on 127.0.0.1 and crawled like
 the real site), `http` (lib.ru and az.lib.ru), `local` (a folder of .html/.txt files).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,12 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from src.atomic_io import write_bytes_atomic, write_parquet_atomic, write_text_atomic
 from src.config.sections.scrape_librus import LibrusSite, ScrapeLibrusConfig
-from src.data.librus.crawl import OK, Crawler, PageCache, Transport, atomic_write_bytes, url_key
+from src.data.librus.crawl import OK, Crawler, PageCache, Transport, url_key
 from src.data.librus.decode import decode_html
 from src.data.librus.discover import INDEX, TEXT, author_url, index_links, page_title
 from src.data.librus.mirror_server import MirrorSite, load_charsets
@@ -57,13 +60,13 @@ MANIFEST_SCHEMA = pa.schema([
     ("chars", pa.int64()),  # characters after decoding
     ("sha256", pa.string()),  # of the raw bytes
     ("path", pa.string()),  # stored page, relative to out_dir
-    ("from_cache", pa.bool_()),
-    ("requests", pa.int32()),  # HTTP requests made for it in this run
     ("parent_url", pa.string()),  # the index page that linked it
     # index pages: links followed, and links left alone (site furniture, other authors, variants)
     ("links_followed", pa.int32()),
     ("links_ignored", pa.int32()),
 ])
+# Per-run facts: carried by the rows, written to the crawl report, never to the manifest.
+RUN_COLUMNS = ("from_cache", "requests")
 
 
 @dataclass(frozen=True)
@@ -85,18 +88,23 @@ def scrape_librus(cfg: DictConfig, run: StageRun) -> None:
         raise ValueError(f"scrape_librus.source: {conf.source!r} is not one of {', '.join(SOURCES)}")
     out_dir = resolve(conf.out_dir)
     (out_dir / "pages").mkdir(parents=True, exist_ok=True)
+    http_stats: dict[str, int] = {}
     if conf.source == LOCAL:
         rows = scrape_local(conf, out_dir)
     else:
-        rows = scrape_sites(conf, out_dir, run)
+        rows = scrape_sites(conf, out_dir, http_stats)
     manifest = write_manifest(rows, out_dir)
     removed = prune_pages(out_dir, {r["path"] for r in rows if r["path"]})
-    summarize(rows, run, removed)
+    report = write_crawl_report(rows, http_stats, conf, resolve(conf.report_dir))
+    summarize(rows, run, removed, http_stats)
     run.log_artifact(manifest)
+    run.log_artifact(report)
 
 
 # -- crawling the sites -------------------------------------------------------------------------
-def scrape_sites(conf: ScrapeLibrusConfig, out_dir: Path, run: StageRun) -> list[dict[str, Any]]:
+def scrape_sites(conf: ScrapeLibrusConfig, out_dir: Path,
+                 http_stats: dict[str, int]) -> list[dict[str, Any]]:
+    """Crawl the configured sites; the crawler's counters are added to `http_stats`."""
     sites = {MOSHKOV: conf.moshkov, AZ: conf.az}
     check_sites(sites)
     hosts = {_host(site.base_url) for site in sites.values()}
@@ -117,8 +125,7 @@ def scrape_sites(conf: ScrapeLibrusConfig, out_dir: Path, run: StageRun) -> list
         cache = PageCache(cache_dir) if conf.use_cache else None
         crawler = stack.enter_context(Crawler(conf.crawl, hosts, cache, transport))
         rows = crawl(conf, crawler, out_dir, seeds(conf, sites))
-        for key, value in sorted(crawler.stats.items()):
-            run.summary.add("read", f"http_{key}", value)
+        http_stats.update(sorted(crawler.stats.items()))
     return rows
 
 
@@ -262,17 +269,39 @@ def scrape_local(conf: ScrapeLibrusConfig, out_dir: Path) -> list[dict[str, Any]
 # -- output -------------------------------------------------------------------------------------
 def store_page(out_dir: Path, url: str, text: str, suffix: str) -> str:
     rel = f"pages/{url_key(url)}{suffix}"
-    atomic_write_bytes(out_dir / rel, text.encode("utf-8"))
+    write_bytes_atomic(out_dir / rel, text.encode("utf-8"))
     return rel
 
 
+def _manifest_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (r["format"], r["author"], r["url"]))
+
+
 def write_manifest(rows: list[dict[str, Any]], out_dir: Path) -> Path:
-    rows = sorted(rows, key=lambda r: (r["format"], r["author"], r["url"]))
-    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    """The manifest: only MANIFEST_SCHEMA's columns (the schema leaves RUN_COLUMNS out)."""
+    table = pa.Table.from_pylist(_manifest_order(rows), schema=MANIFEST_SCHEMA)
     path = out_dir / "manifest.parquet"
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    write_parquet_atomic(path, table)
+    return path
+
+
+def write_crawl_report(rows: list[dict[str, Any]], http_stats: dict[str, int],
+                       conf: ScrapeLibrusConfig, report_dir: Path) -> Path:
+    """crawl_report.json: the run's own facts, per URL in manifest order, and the HTTP counters."""
+    ordered = _manifest_order(rows)
+    report = {
+        "source": conf.source,
+        "urls": len(ordered),
+        "pages_fetched": sum(1 for r in ordered if r["status"] == OK and not r["from_cache"]
+                             and r["format"] != LOCAL),
+        "pages_cached": sum(1 for r in ordered if r["status"] == OK and r["from_cache"]),
+        "files_read": sum(1 for r in ordered if r["status"] == OK and r["format"] == LOCAL),
+        "http": dict(sorted(http_stats.items())),
+        "per_url": [{"url": r["url"], "status": r["status"], "error": r["error"],
+                     **{name: r[name] for name in RUN_COLUMNS}} for r in ordered],
+    }
+    path = report_dir / "crawl_report.json"
+    write_text_atomic(path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return path
 
 
@@ -289,8 +318,11 @@ def prune_pages(out_dir: Path, keep: set[str]) -> int:
     return removed
 
 
-def summarize(rows: list[dict[str, Any]], run: StageRun, removed: int) -> None:
+def summarize(rows: list[dict[str, Any]], run: StageRun, removed: int,
+              http_stats: dict[str, int]) -> None:
     summary = run.summary
+    for key, value in sorted(http_stats.items()):
+        summary.add("read", f"http_{key}", value)
     summary.add("read", "urls_seen", len(rows))
     for row in rows:
         if row["status"] == OK:

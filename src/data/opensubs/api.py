@@ -6,8 +6,9 @@ Endpoints used (relative to `base_url`, default https://api.opensubtitles.com/ap
   406 when the daily download quota is spent.
 - `POST /login {"username", "password"}` -> {token, ...}
 Every request carries `Api-Key` and an application `User-Agent`. Answers handled here:
-429 (wait Retry-After / ratelimit-reset, then retry), 5xx and connection errors (exponential
-backoff), 401 (ApiAuthError), 406 (QuotaExceeded); other 4xx raise ApiError.
+429 (wait Retry-After / ratelimit-reset, or the backoff when longer, then retry), 5xx and
+connection errors (exponential backoff), 401 (ApiAuthError), 406 (QuotaExceeded); other 4xx raise
+ApiError. The retry loop is `src.retry`'s, shared with the lib.ru crawler.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 
 from src.errors import InputError
+from src.retry import Backoff, RetriesExhausted, RetryableFailure, call_with_retries
 
 
 class ApiError(RuntimeError):
@@ -164,6 +166,7 @@ class OpenSubtitlesClient:
     ) -> None:
         self.cfg = cfg
         self.retry = cfg.retry
+        self.backoff = Backoff(self.retry.backoff_base_s, self.retry.backoff_max_s)
         self.sleep = sleep
         self._last_request = 0.0
         common = {"User-Agent": cfg.user_agent}
@@ -251,50 +254,47 @@ class OpenSubtitlesClient:
             self.sleep(wait)
         self._last_request = time.monotonic()
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.retry.backoff_max_s, self.retry.backoff_base_s * 2 ** attempt)
-
     def _send(self, client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One request with the retry policy; returns a 2xx response or raises an ApiError."""
-        last = "no attempt made"
-        for attempt in range(self.retry.max_attempts):
+
+        def attempt(n: int) -> httpx.Response:
             self._throttle()
-            retry_left = attempt + 1 < self.retry.max_attempts
             try:
                 response = client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                if retry_left:
-                    self.sleep(self._backoff(attempt))
-                continue
-            status = response.status_code
-            if status == 429:
-                wait = retry_after_seconds(response, self.retry.retry_after_default_s)
-                last = f"429 rate limited (wait {wait:g}s)"
-                if wait > self.retry.retry_after_max_s:
-                    raise RateLimited(f"{method} {url}: server asks to wait {wait:g}s, more than "
-                                      f"retry_after_max_s={self.retry.retry_after_max_s:g}", 429)
-                if retry_left:
-                    self.sleep(wait)
-                continue
-            if status >= 500:
-                last = f"{status} {_message(response)}"
-                if retry_left:
-                    self.sleep(self._backoff(attempt))
-                continue
-            if status == 401:
-                raise ApiAuthError(
-                    f"OpenSubtitles answered 401 Unauthorized to {method} {url}: the API key in "
-                    f"${self.cfg.api_key_env} (or the login from ${self.cfg.username_env}/"
-                    f"${self.cfg.password_env}) was rejected: {_message(response)}", 401)
-            if status == 406:
-                try:
-                    reset = response.json().get("reset_time_utc")
-                except (ValueError, AttributeError):
-                    reset = None
-                raise QuotaExceeded(f"download quota spent: {_message(response)}", reset)
-            if status >= 400:
-                raise ApiError(f"{method} {url}: {status} {_message(response)}", status)
-            return response
-        raise ApiError(f"{method} {url}: gave up after {self.retry.max_attempts} attempts "
-                       f"(last: {last})")
+                raise RetryableFailure(f"{type(exc).__name__}: {exc}") from None
+            return self._check(method, url, response)
+
+        try:
+            return call_with_retries(attempt, self.retry.max_attempts,
+                                     self.backoff, self.sleep)
+        except RetriesExhausted as exc:
+            raise ApiError(f"{method} {url}: gave up after {exc.attempts} attempts "
+                           f"(last: {exc.last.reason})", exc.last.status) from None
+
+    def _check(self, method: str, url: str, response: httpx.Response) -> httpx.Response:
+        """A 2xx response as it is; 429 and 5xx as RetryableFailure; other answers as errors."""
+        status = response.status_code
+        if status == 429:
+            wait = retry_after_seconds(response, self.retry.retry_after_default_s)
+            if wait > self.retry.retry_after_max_s:
+                raise RateLimited(f"{method} {url}: server asks to wait {wait:g}s, more than "
+                                  f"retry_after_max_s={self.retry.retry_after_max_s:g}", 429)
+            raise RetryableFailure(f"429 rate limited (wait {wait:g}s)", retry_after_s=wait,
+                                   status=429)
+        if status >= 500:
+            raise RetryableFailure(f"{status} {_message(response)}", status=status)
+        if status == 401:
+            raise ApiAuthError(
+                f"OpenSubtitles answered 401 Unauthorized to {method} {url}: the API key in "
+                f"${self.cfg.api_key_env} (or the login from ${self.cfg.username_env}/"
+                f"${self.cfg.password_env}) was rejected: {_message(response)}", 401)
+        if status == 406:
+            try:
+                reset = response.json().get("reset_time_utc")
+            except (ValueError, AttributeError):
+                reset = None
+            raise QuotaExceeded(f"download quota spent: {_message(response)}", reset)
+        if status >= 400:
+            raise ApiError(f"{method} {url}: {status} {_message(response)}", status)
+        return response

@@ -8,7 +8,6 @@ after the quota resets) fetches only what is missing and never downloads a file 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from src.atomic_io import write_bytes_atomic
 from src.data.opensubs.api import (
     ApiAuthError,
     ApiError,
@@ -28,12 +28,6 @@ from src.data.opensubs.api import (
 )
 from src.data.opensubs.store import FileStore, ManifestRow, Status
 from src.paths import resolve
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def parse_utc(text: str | None) -> datetime | None:
@@ -60,8 +54,8 @@ class DownloadCache:
         return data.read_bytes() if meta.exists() and data.exists() else None
 
     def put(self, file_id: int, data: bytes, meta: Mapping[str, Any]) -> None:
-        _atomic_write(self.files / f"{file_id}.srt", data)
-        _atomic_write(self.files / f"{file_id}.json",
+        write_bytes_atomic(self.files / f"{file_id}.srt", data)
+        write_bytes_atomic(self.files / f"{file_id}.json",
                       json.dumps(dict(meta), ensure_ascii=False, indent=1).encode())
 
     @property
@@ -82,10 +76,10 @@ class DownloadCache:
     def set_quota(self, reset_time_utc: str | None, message: str) -> None:
         state = {"reset_time_utc": reset_time_utc, "message": message,
                  "recorded_at": datetime.now(timezone.utc).isoformat()}
-        _atomic_write(self._quota_path, json.dumps(state, indent=1).encode())
+        write_bytes_atomic(self._quota_path, json.dumps(state, indent=1).encode())
 
     def write_pending(self, pending: list[dict[str, Any]]) -> None:
-        _atomic_write(self.root / "pending.json",
+        write_bytes_atomic(self.root / "pending.json",
                       json.dumps(pending, ensure_ascii=False, indent=1).encode())
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import shutil
 import sys
 from collections import Counter
-from pathlib import Path
 
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from src.atomic_io import replace_directory
 from src.data.opensubs.api_source import scrape_api
 from src.data.opensubs.archives import ArchiveWalker, Limits
 from src.data.opensubs.store import FileStore, ManifestRow, Status
@@ -25,18 +25,6 @@ from src.paths import resolve
 from src.stage import StageRun
 
 SOURCES = ("archives", "api")
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Replace `out` by `staging` with two renames (never a half-written output)."""
-    old = out.with_name(f".{out.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def summarize(rows: list[ManifestRow], run: StageRun) -> None:
@@ -82,7 +70,7 @@ def scrape_opensubs(cfg: DictConfig, run: StageRun) -> None:
                 for note in scrape_api(section, store, on_row=on_row):
                     run.summary.notes.append(note)
         store.write_manifest()
-        _publish(staging, out)
+        replace_directory(staging, out)  # never a half-written output
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -7,14 +7,14 @@ stored file; every other status says why an input was not stored, so nothing is 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from src.atomic_io import write_bytes_atomic, write_parquet_atomic
 
 
 class Status:
@@ -112,10 +112,7 @@ class FileStore:
             return self.record(row)
         self.record(row)
         rel = f"files/{row.file_id}.srt"
-        target = self.out_dir / rel
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        write_bytes_atomic(self.out_dir / rel, data)
         self._first_by_sha[digest] = row.file_id
         row.status, row.stored_path = Status.OK, rel
         return row
@@ -127,7 +124,5 @@ class FileStore:
                 columns[key].append(value)
         table = pa.table(columns, schema=MANIFEST_SCHEMA)
         path = self.out_dir / name
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        write_parquet_atomic(path, table)
         return path
