@@ -1,20 +1,30 @@
 """Checkpoint files: written atomically, read with `weights_only=True`.
 
 A checkpoint is replaced in one `os.replace`, so a process killed while saving leaves the previous
-file whole: "last" is always a checkpoint training can resume from.
+file whole. A checkpoint damaged some other way (disk, copy, a hand edit) is named in one line by
+`read_resumable` and can be moved aside, so the next run is not stuck on it.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from src.errors import InputError
+
 BEST = "best.ckpt"
 LAST = "last.ckpt"
+# What Lightning needs to continue a run; a file without them cannot be resumed.
+RESUME_KEYS = ("state_dict", "global_step", "optimizer_states", "loops", "hyper_parameters")
+
+
+class CheckpointError(InputError, ValueError):
+    """A checkpoint file that cannot be read or resumed; the message names the file."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,13 +38,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF, OS errors: all mean "unreadable"
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {reason})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(ckpt).__name__})")
+    return ckpt
 
 
-def identity_diff(path: Path, identity: dict[str, Any]) -> tuple[int, list[str]]:
-    """The global step of checkpoint `path` and the keys where its run identity differs from
-    `identity` (what is being trained: seed, model, recipe, data); empty when it can be resumed."""
+def read_resumable(path: Path) -> dict[str, Any]:
+    """A training checkpoint with everything Lightning needs to continue from it."""
     ckpt = read_checkpoint(path)
+    missing = [key for key in RESUME_KEYS if key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a resumable training checkpoint (no {', '.join(missing)})")
+    return ckpt
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a bad checkpoint to `<name>.corrupt-<UTC time>` beside it (kept for inspection, out of
+    the way of the next run) and return the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    return target
+
+
+def identity_diff(ckpt: dict[str, Any], identity: dict[str, Any]) -> tuple[int, list[str]]:
+    """The global step of checkpoint `ckpt` and the keys where its run identity differs from
+    `identity` (what is being trained: seed, model, recipe, data); empty when it can be resumed."""
     saved = flatten_dict(ckpt.get("hyper_parameters", {}).get("identity", {}))
     current = flatten_dict(identity)
     diff = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))

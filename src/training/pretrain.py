@@ -25,7 +25,15 @@ from src.config import ConfigError
 from src.paths import resolve
 from src.stage import StageRun
 from src.training.callbacks import EvalPlan, Evaluator, SampleSettings, TrainingMonitor
-from src.training.checkpoint import BEST, LAST, AtomicCheckpointIO, identity_diff
+from src.training.checkpoint import (
+    BEST,
+    LAST,
+    AtomicCheckpointIO,
+    CheckpointError,
+    identity_diff,
+    move_aside,
+    read_resumable,
+)
 from src.training.data import TokenDataModule, TokenMeta, check_token_range, read_meta
 from src.training.flops import peak_flops
 from src.training.mlflow_logger import StageRunLogger
@@ -93,9 +101,11 @@ NOT_IDENTITY_KEYS = frozenset({
 RUN_FILES = (BEST, LAST, "val_curve.json", "samples.txt", "metrics.json")
 
 
-def run_identity(cfg: DictConfig, model: dict[str, Any], meta: TokenMeta) -> dict[str, Any]:
+def run_identity(cfg: DictConfig, model: dict[str, Any], meta: TokenMeta, world: int) -> dict[str, Any]:
     return {
         "seed": cfg.seed,
+        # Each rank draws its own batches, so another process count trains on other data.
+        "world_size": world,
         "model": model,
         "pretrain": {k: v for k, v in cfg.pretrain.items() if k not in NOT_IDENTITY_KEYS},
         "data": {"vocab_size": meta.vocab_size, "tokenizer_sha256": meta.tokenizer_sha256,
@@ -103,21 +113,45 @@ def run_identity(cfg: DictConfig, model: dict[str, Any], meta: TokenMeta) -> dic
     }
 
 
+def note(run: StageRun, text: str) -> None:
+    run.summary.notes.append(text)
+    print(text, file=sys.stderr)
+
+
+def readable_checkpoints(paths: tuple[Path, ...], run: StageRun) -> tuple[dict[Path, dict[str, Any]], int]:
+    """The checkpoints among `paths` that can be resumed, and how many were unreadable: those are
+    moved aside (so no later run trips over them) and the summary says so."""
+    found, damaged = {}, 0
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            found[path] = read_resumable(path)
+        except CheckpointError as exc:
+            damaged += 1
+            note(run, f"{exc}; moved aside to {move_aside(path).name}")
+    return found, damaged
+
+
 def resume_point(cfg: DictConfig, identity: dict[str, Any], ckpt_dir: Path, run: StageRun) -> Path | None:
-    """last.ckpt when it continues this very run; otherwise None, after clearing the old run's files
-    (a checkpoint of another config is not resumed: that would silently mix two runs)."""
-    last = ckpt_dir / LAST
-    if cfg.pretrain.resume and last.exists():
-        step, diff = identity_diff(last, identity)
-        if not diff and step >= cfg.pretrain.max_steps and not (ckpt_dir / "metrics.json").exists():
-            diff = ["the run is finished but its metrics.json is gone"]
-        if not diff:
-            run.summary.notes.append(f"resumed from {last} at step {step}")
-            print(f"resuming from {last} at step {step}", file=sys.stderr)
-            return last
-        note = f"{last} is from another config ({'; '.join(diff[:5])}); starting over"
-        run.summary.notes.append(note)
-        print(note, file=sys.stderr)
+    """The checkpoint that continues this very run: last.ckpt, or best.ckpt when last.ckpt is
+    unreadable. None otherwise, after clearing the old run's files (a checkpoint of another config is
+    not resumed: that would silently mix two runs). Unreadable checkpoints are moved aside."""
+    if cfg.pretrain.resume:
+        # best.ckpt is checked too: chat and export read it, and a resumed run keeps it.
+        found, damaged = readable_checkpoints((ckpt_dir / LAST, ckpt_dir / BEST), run)
+        if found:
+            path, ckpt = next(iter(found.items()))  # last.ckpt first
+            step, diff = identity_diff(ckpt, identity)
+            if not diff and step >= cfg.pretrain.max_steps and not (ckpt_dir / "metrics.json").exists():
+                diff = ["the run is finished but its metrics.json is gone"]
+            if not diff:
+                fallback = f" ({LAST} was unreadable)" if path.name != LAST else ""
+                note(run, f"resumed from {path} at step {step}{fallback}")
+                return path
+            note(run, f"{path} is from another config ({'; '.join(diff[:5])}); starting over")
+        elif damaged:
+            note(run, "no readable checkpoint of this run is left; starting over")
     for name in RUN_FILES:
         (ckpt_dir / name).unlink(missing_ok=True)
     return None
@@ -229,7 +263,7 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     model = model_config(cfg, meta)
-    identity = run_identity(cfg, model, meta)
+    identity = run_identity(cfg, model, meta, world_size(t))
     module = PretrainModule(model, OmegaConf.to_container(p, resolve=True),
                             OmegaConf.to_container(t, resolve=True),
                             p.tokenizer_dir or meta.tokenizer_dir, identity)
