@@ -14,7 +14,6 @@ import gc
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from src.config.sections.normalize import NormalizeConfig
 from src.data.subtitles.cleaner import clean_subtitle_bytes, load_normalizer
 from src.data.subtitles.fluff import FluffPatterns
 from src.paths import shared_data_dir
+from src.worker_pool import process_pool
 
 _STATE: dict[str, Any] = {}
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     sc, nc = _configs()
     print(f"{len(items)} files, {total_mb:.3f} MB from {args.root}; workers={args.workers}")
     rates, cpu_rates = [], []
-    with ProcessPoolExecutor(max_workers=args.workers, initializer=_init, initargs=(sc, nc)) as pool:
+    with process_pool(args.workers, _init, (sc, nc)) as pool:
         list(pool.map(_clean, items[:args.workers]))  # warm the workers (imports, compiled regexes)
         for k in range(args.repeat):
             started = time.perf_counter()

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from src.atomic_io import write_parquet_atomic
 from src.config.sections.clean_librus import CleanLibrusConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.data.librus.document import CleanedDocument, init_worker
@@ -30,6 +27,7 @@ from src.data.librus.rules import RULE_ORDER
 from src.data.readers import read_parquet
 from src.paths import resolve
 from src.stage import StageRun
+from src.worker_pool import process_pool
 
 OUTPUT_SCHEMA = pa.schema([
     ("doc_id", pa.string()),  # sha1 of the URL: stable across runs
@@ -100,10 +98,9 @@ def run_pool(
         yield from tqdm((task(p) for p in paths), total=len(paths), desc=desc, disable=None)
         return
     # spawn: workers import only what cleaning needs and never inherit MLflow/tqdm threads.
-    with ProcessPoolExecutor(
-        max_workers=min(conf.workers, len(paths)), mp_context=get_context("spawn"),
-        initializer=init_worker, initargs=(conf, normalize),
-    ) as pool:
+    # process_pool: the workers die with this process, even when it is killed.
+    with process_pool(min(conf.workers, len(paths)), init_worker, (conf, normalize),
+                      start_method="spawn") as pool:
         yield from tqdm(pool.map(task, paths, chunksize=1), total=len(paths), desc=desc, disable=None)
 
 
@@ -113,10 +110,7 @@ def read_manifest(raw_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), tmp)
-    os.replace(tmp, path)
+    write_parquet_atomic(path, pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA))
 
 
 def clean_rows(

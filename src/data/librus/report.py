@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from src.atomic_io import write_text_atomic
+
 if TYPE_CHECKING:
     from src.data.librus.clean import CleanTotals
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_report(totals: CleanTotals, report_dir: Path, manifest_rows: int,
@@ -39,8 +34,8 @@ def write_report(totals: CleanTotals, report_dir: Path, manifest_rows: int,
     if accounted != manifest_rows:
         raise RuntimeError(f"clean_librus lost track of pages: {accounted} accounted, {manifest_rows} listed")
     report_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(report_dir / "report.json", json.dumps(report, ensure_ascii=False, indent=2))
-    _atomic_write(report_dir / "report.md", render_markdown(report))
+    write_text_atomic(report_dir / "report.json", json.dumps(report, ensure_ascii=False, indent=2))
+    write_text_atomic(report_dir / "report.md", render_markdown(report))
     return report
 
 
