@@ -321,26 +321,29 @@ class GPT(nn.Module):
     def optim_groups(self, weight_decay: float, decay_embeddings: bool = False) -> list[dict]:
         """Optimizer groups, each tagged with its `kind`:
 
-        - "matrix": weight matrices of Linear layers, always decayed;
+        - "matrix": weight matrices of the hidden Linear layers, always decayed;
+        - "head": the output projection when untied, decayed like a matrix (Muon leaves it out);
         - "embedding": the token and position tables (a tied head is the token table), decayed
           only with `decay_embeddings` (nanoGPT decays every 2-D tensor, modern recipes do not);
         - "vector": norms and biases, never decayed.
         """
         linear_weights = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
         embedding_weights = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        by_kind: dict[str, list[Tensor]] = {"matrix": [], "embedding": [], "vector": []}
+        by_kind: dict[str, list[Tensor]] = {"matrix": [], "head": [], "embedding": [], "vector": []}
         for p in self.parameters():  # parameters() yields a tied tensor once
             if not p.requires_grad:
                 continue
             if id(p) in embedding_weights:
                 kind = "embedding"
+            elif p is self.lm_head.weight:
+                kind = "head"
             elif id(p) in linear_weights and p.dim() >= 2:
                 kind = "matrix"
             else:
                 kind = "vector"
             by_kind[kind].append(p)
-        decay = {"matrix": weight_decay, "embedding": weight_decay if decay_embeddings else 0.0,
-                 "vector": 0.0}
+        decay = {"matrix": weight_decay, "head": weight_decay,
+                 "embedding": weight_decay if decay_embeddings else 0.0, "vector": 0.0}
         return [{"params": params, "weight_decay": decay[kind], "kind": kind}
                 for kind, params in by_kind.items() if params]
 

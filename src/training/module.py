@@ -132,7 +132,7 @@ class PretrainModule(L.LightningModule):
                                      r.muon_lr, r.muon_momentum, r.muon_ns_steps)
         groups = self.model.optim_groups(r.weight_decay, r.decay_embeddings)
         on_cuda = all(p.is_cuda for g in groups for p in g["params"])
-        optimizer = build_optimizer(groups, settings, self.model.config_dict()["vocab_size"], on_cuda)
+        optimizer = build_optimizer(groups, settings, on_cuda)
         schedule = LrSchedule(r.schedule, r.max_steps, r.warmup_steps, r.decay_steps,
                               r.wsd_decay_frac, r.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

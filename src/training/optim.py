@@ -91,21 +91,23 @@ class Muon(torch.optim.Optimizer):
         p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / bias1)
 
 
-def split_muon_params(groups: list[dict], vocab_size: int) -> tuple[list[Tensor], list[dict]]:
-    """Pull the hidden matrices (groups of kind "matrix") out for Muon.
+MUON_KINDS = frozenset({"matrix"})
 
-    Muon is meant for hidden layers: embedding tables, the output head (a matrix with a
-    vocabulary-sized dimension) and vectors stay on AdamW.
+
+def split_muon_params(groups: list[dict]) -> tuple[list[Tensor], list[dict]]:
+    """Pull the hidden matrices (groups of kind "matrix", see GPT.optim_groups) out for Muon.
+
+    Muon is meant for hidden layers: embedding tables, the output head and vectors stay on AdamW.
+    The choice is by what a parameter is, never by its shape (a hidden matrix may well have a
+    vocabulary-sized dimension). A group without a kind is not guessed at: it stays on AdamW.
     """
     muon: list[Tensor] = []
     rest: list[dict] = []
     for group in groups:
-        keep = []
-        for p in group["params"]:
-            is_hidden_matrix = group.get("kind") == "matrix" and p.ndim >= 2 and vocab_size not in p.shape
-            (muon if is_hidden_matrix else keep).append(p)
-        if keep:
-            rest.append({**group, "params": keep})
+        if group.get("kind") in MUON_KINDS:
+            muon.extend(group["params"])
+        else:
+            rest.append(group)
     return muon, rest
 
 
@@ -121,14 +123,14 @@ class OptimizerSettings:
     muon_ns_steps: int
 
 
-def build_optimizer(groups: list[dict], settings: OptimizerSettings, vocab_size: int,
+def build_optimizer(groups: list[dict], settings: OptimizerSettings,
                     params_on_cuda: bool) -> torch.optim.Optimizer:
     """AdamW (fused on CUDA) or Muon+AdamW over the model's parameter groups."""
     if settings.kind == "adamw":
         return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps,
                                  fused=params_on_cuda)
     if settings.kind == "muon":
-        muon, rest = split_muon_params(groups, vocab_size)
+        muon, rest = split_muon_params(groups)
         adam_groups = [{**g, "use_muon": False, "lr": settings.lr, "betas": settings.betas,
                         "eps": settings.eps} for g in rest]
         muon_group = {"params": muon, "use_muon": True, "lr": settings.muon_lr,

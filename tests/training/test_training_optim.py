@@ -23,31 +23,53 @@ def _settings(kind: str) -> OptimizerSettings:
     return OptimizerSettings(kind, 1e-2, 0.1, (0.9, 0.99), 1e-8, 0.02, 0.95, 5)
 
 
-def _toy(vocab: int = 11) -> tuple[nn.Module, list[dict]]:
-    model = nn.Sequential(nn.Embedding(vocab, 8), nn.Linear(8, 16, bias=False), nn.LayerNorm(16),
-                          nn.Linear(16, vocab, bias=False))
-    decay = [model[1].weight, model[3].weight]
-    rest = [model[0].weight, *model[2].parameters()]
-    return model, [{"params": decay, "weight_decay": 0.1, "kind": "matrix"},
-                   {"params": rest, "weight_decay": 0.0, "kind": "vector"}]
+def _toy(vocab: int = 11, hidden: int = 16) -> tuple[nn.Module, list[dict]]:
+    model = nn.Sequential(nn.Embedding(vocab, 8), nn.Linear(8, hidden, bias=False), nn.LayerNorm(hidden),
+                          nn.Linear(hidden, vocab, bias=False))
+    return model, [{"params": [model[1].weight], "weight_decay": 0.1, "kind": "matrix"},
+                   {"params": [model[3].weight], "weight_decay": 0.1, "kind": "head"},
+                   {"params": [model[0].weight], "weight_decay": 0.0, "kind": "embedding"},
+                   {"params": list(model[2].parameters()), "weight_decay": 0.0, "kind": "vector"}]
 
 
-def test_muon_takes_hidden_matrices_only() -> None:
-    model, groups = _toy()
-    opt = build_optimizer(groups, _settings("muon"), vocab_size=11, params_on_cuda=False)
+def _muon_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in opt.param_groups if g["use_muon"] for p in g["params"]]
+
+
+@pytest.mark.parametrize("hidden", [16, 11], ids=["other-shape", "vocab-sized-hidden"])
+def test_muon_takes_hidden_matrices_by_kind_not_shape(hidden: int) -> None:
+    # hidden=11: the hidden matrix is 8 x 11, a dimension equal to the vocabulary; it is still a
+    # hidden matrix and belongs on Muon (choosing by shape kept it off).
+    model, groups = _toy(vocab=11, hidden=hidden)
+    opt = build_optimizer(groups, _settings("muon"), params_on_cuda=False)
     assert isinstance(opt, Muon)
-    muon = [p for g in opt.param_groups if g["use_muon"] for p in g["params"]]
-    assert len(muon) == 1 and muon[0] is model[1].weight  # the vocab-sized head stays on AdamW
+    muon = _muon_params(opt)
+    assert len(muon) == 1 and muon[0] is model[1].weight  # the head stays on AdamW
     decayed_adam = [p for g in opt.param_groups if not g["use_muon"] and g["weight_decay"] > 0
                     for p in g["params"]]
     assert decayed_adam == [model[3].weight]
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_muon_on_the_gpt_whose_mlp_width_equals_the_vocabulary(tie: bool) -> None:
+    from src.models.gpt import GPT
+
+    # n_embd=16, mlp_ratio 4: c_fc is 64 x 16 and c_proj 16 x 64, with a vocabulary of 64.
+    model = GPT({"vocab_size": 64, "block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 16,
+                 "tie_embeddings": tie})
+    opt = build_optimizer(model.optim_groups(0.1), _settings("muon"), params_on_cuda=False)
+    names = {id(p): n for n, p in model.named_parameters()}
+    on_muon = {names[id(p)] for p in _muon_params(opt)}
+    hidden = {n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head"}
+    assert on_muon == {f"{n}.weight" for n in hidden}
+    assert any("mlp.c_fc" in n for n in on_muon) and "lm_head.weight" not in on_muon
 
 
 @pytest.mark.parametrize("kind", ["adamw", "muon"])
 def test_optimizers_reduce_a_loss(kind: str) -> None:
     torch.manual_seed(0)
     model, groups = _toy()
-    opt = build_optimizer(groups, _settings(kind), vocab_size=11, params_on_cuda=False)
+    opt = build_optimizer(groups, _settings(kind), params_on_cuda=False)
     x = torch.randint(0, 11, (64,))
     losses = []
     for _ in range(30):
@@ -58,13 +80,13 @@ def test_optimizers_reduce_a_loss(kind: str) -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     state = opt.state_dict()
-    clone = build_optimizer(_toy()[1], _settings(kind), vocab_size=11, params_on_cuda=False)
+    clone = build_optimizer(_toy()[1], _settings(kind), params_on_cuda=False)
     clone.load_state_dict(state)  # resumable
 
 
 def test_unknown_optimizer_is_named() -> None:
     with pytest.raises(ValueError, match="pretrain.optimizer"):
-        build_optimizer(_toy()[1], _settings("sgd"), vocab_size=11, params_on_cuda=False)
+        build_optimizer(_toy()[1], _settings("sgd"), params_on_cuda=False)
 
 
 def test_cosine_schedule() -> None:
