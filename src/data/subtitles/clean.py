@@ -13,11 +13,10 @@ Files are cleaned in file_id order, so the spool is already in the output's orde
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from src.atomic_io import atomic_path
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.data.readers import InputFileError, read_parquet
 from src.data.subtitles.cleaner import FileResult, Normalizer, clean_subtitle_bytes, load_normalizer
@@ -35,6 +35,7 @@ from src.data.subtitles.fluff import FluffPatterns
 from src.data.subtitles.report import FileRecord, write_report
 from src.paths import resolve
 from src.stage import StageRun
+from src.worker_pool import process_pool
 
 MANIFEST = "manifest.parquet"
 REQUIRED_COLUMNS = ("file_id", "status")
@@ -105,9 +106,9 @@ def iter_clean(
     size = max(1, cfg.chunksize)
     chunks = (tasks[i:i + size] for i in range(0, len(tasks), size))
     window = workers * max(1, cfg.pending_chunks_per_worker)
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_pool_worker, initargs=(cfg, normalize_cfg)
-    ) as pool, tqdm(**progress) as bar:
+    # process_pool: the workers die with this process, even when it is killed.
+    with process_pool(workers, _init_pool_worker, (cfg, normalize_cfg)) as pool, \
+            tqdm(**progress) as bar:
         pending: deque[Future[list[FileResult]]] = deque()
         for chunk in chunks:
             pending.append(pool.submit(_clean_chunk, chunk))
@@ -212,10 +213,8 @@ def _decide(records: list[FileRecord], cfg: CleanSubsConfig) -> None:
 def _write_kept(spool: Path, keep_segments: set[int], path: Path, rows_per_group: int) -> int:
     """Pass 2: stream the spool into `path` (atomically), keeping the lines of `keep_segments` only."""
     keep = pa.array(sorted(keep_segments), type=pa.int64())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     written = 0
-    with pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
         spooled = pq.ParquetFile(spool)
         buffered: list[pa.Table] = []
         for group in range(spooled.num_row_groups):
@@ -228,7 +227,6 @@ def _write_kept(spool: Path, keep_segments: set[int], path: Path, rows_per_group
             if sum(t.num_rows for t in buffered) >= rows_per_group:
                 written += _write_buffered(writer, buffered, rows_per_group)
         written += _write_buffered(writer, buffered, rows_per_group)
-    os.replace(tmp, path)
     return written
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from src.atomic_io import write_text_atomic
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.data.subtitles.cleaner import FileResult
 
@@ -84,12 +84,6 @@ class FileRecord:
         return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ") if v is not None else ""
@@ -138,6 +132,6 @@ def write_report(
     dropped = Counter(f["reason"] for f in files if f["status"] != "kept")
     payload = {"totals": totals, "notes": notes, "rules": dict(sorted(rules.items())),
                "dropped": dict(dropped), "files": files}
-    _atomic_write(report_dir / "report.json", json.dumps(payload, indent=2, ensure_ascii=False))
-    _atomic_write(report_dir / "report.md",
+    write_text_atomic(report_dir / "report.json", json.dumps(payload, indent=2, ensure_ascii=False))
+    write_text_atomic(report_dir / "report.md",
                   render_markdown(files, rules, totals, notes, cfg.report_max_warnings))
