@@ -11,8 +11,6 @@ Every tokenizer guarantees:
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from src.atomic_io import write_json_atomic
 from src.data.readers import read_json
 from src.errors import InputError
 
@@ -132,17 +131,6 @@ def read_verified_model(directory: Path, meta: dict[str, Any], what: str) -> byt
     return data
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    write_bytes_atomic(Path(path), text.encode("utf-8"))
-
-
 def read_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / META_FILE
     if not path.is_file():
@@ -153,15 +141,3 @@ def read_meta(directory: Path) -> dict[str, Any]:
         if key not in meta:
             raise TokenizerError(f"{path}: missing key '{key}'")
     return meta
-
-
-def replace_directory(staging: Path, target: Path) -> None:
-    """Move a fully written `staging` directory to `target`, replacing what was there."""
-    import shutil
-
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; the result is an ordinary output folder
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)

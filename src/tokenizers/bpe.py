@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from src.atomic_io import write_bytes_atomic
 from src.tokenizers.base import (
     NEWLINE,
     SPECIAL_TOKENS,
@@ -25,7 +26,6 @@ from src.tokenizers.base import (
     TokenizerError,
     bytes_sha256,
     read_verified_model,
-    write_bytes_atomic,
 )
 
 MODEL_FILE = "tokenizer.model"

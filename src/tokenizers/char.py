@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from src.atomic_io import write_bytes_atomic
 from src.tokenizers.base import (
     SPECIAL_TOKENS,
     UNK,
@@ -22,7 +23,6 @@ from src.tokenizers.base import (
     TokenizerError,
     bytes_sha256,
     read_verified_model,
-    write_bytes_atomic,
 )
 
 VOCAB_FILE = "vocab.json"

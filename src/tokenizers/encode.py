@@ -10,13 +10,12 @@ the end-of-text id.
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 import sys
 import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,12 +24,14 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from src.atomic_io import replace_directory, write_json_atomic
 from src.paths import resolve
 from src.stage import StageRun
 from src.tokenizers import load_tokenizer
-from src.tokenizers.base import Tokenizer, TokenizerError, replace_directory, write_json_atomic
+from src.tokenizers.base import Tokenizer, TokenizerError
 from src.tokenizers.corpus import CorpusError, corpus_sources, iter_documents
 from src.tokenizers.split import BOTH, TRAIN, VAL, assign_splits
+from src.worker_pool import process_pool
 
 SPLITS = (TRAIN, VAL)
 UINT16_MAX_VOCAB = 65535  # uint16 holds ids < 65536; larger vocabularies get uint32 files
@@ -215,8 +216,8 @@ def _encode_all(kcfg: Any, tok: Tokenizer, tokenizer_dir: Path, dtype: np.dtype,
                disable=None, file=sys.stderr)
     pool = None
     if workers:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(str(tokenizer_dir),))
+        # process_pool: the workers die with this process, even when it is killed.
+        pool = process_pool(workers, _init_worker, (str(tokenizer_dir),), start_method="spawn")
     else:
         _init_worker(str(tokenizer_dir))
 

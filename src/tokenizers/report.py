@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from src.tokenizers.base import SPECIAL_TOKENS, Tokenizer, write_bytes_atomic, write_json_atomic
+from src.atomic_io import write_bytes_atomic, write_json_atomic
+from src.tokenizers.base import SPECIAL_TOKENS, Tokenizer
 
 # Texts that break careless tokenizers: each must come back byte for byte.
 ROUNDTRIP_PROBES: dict[str, str] = {

@@ -20,9 +20,10 @@ from typing import Any, TextIO
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from src.atomic_io import replace_directory
 from src.paths import resolve
 from src.stage import StageRun
-from src.tokenizers.base import Tokenizer, TokenizerError, replace_directory
+from src.tokenizers.base import Tokenizer, TokenizerError
 from src.tokenizers.char import update_char_counts
 from src.tokenizers.corpus import CorpusError, corpus_sources, iter_documents
 from src.tokenizers.report import report_metrics, tokenizer_report, write_report
