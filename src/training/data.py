@@ -155,11 +155,27 @@ class TrainWindows(IterableDataset):
             yield self.batch(tokens, micro_step)
 
 
+def even_val_batches(n_batches: int, world_size: int) -> int:
+    """The most validation batches <= `n_batches` that split evenly over `world_size` ranks.
+
+    Every rank must run the same number of forwards: under FSDP each forward is a collective, so a
+    rank with one batch more waits forever for the others. The remainder is dropped (the caller says
+    so), and fewer batches than ranks is refused.
+    """
+    if n_batches < world_size:
+        raise ValueError(f"pretrain.val_batches={n_batches} is fewer than the {world_size} processes; "
+                         f"every rank needs at least one batch: set it to a multiple of {world_size}")
+    return n_batches - n_batches % world_size
+
+
 class ValWindows(Dataset):
-    """The fixed validation batches assigned to one rank (batch j goes to rank j mod world)."""
+    """The fixed validation batches assigned to one rank (batch j goes to rank j mod world); the
+    number of batches must divide evenly over the ranks (see `even_val_batches`)."""
 
     def __init__(self, split: TokenSplit, dtype: str, block_size: int, batch_size: int, seed: int,
                  n_batches: int, rank: int = 0, world_size: int = 1) -> None:
+        if n_batches % world_size:
+            raise ValueError(f"{n_batches} validation batches do not split evenly over {world_size} ranks")
         self.split, self.dtype = split, dtype
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         self.indices = list(range(rank, n_batches, world_size))

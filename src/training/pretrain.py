@@ -34,7 +34,13 @@ from src.training.checkpoint import (
     move_aside,
     read_resumable,
 )
-from src.training.data import TokenDataModule, TokenMeta, check_token_range, read_meta
+from src.training.data import (
+    TokenDataModule,
+    TokenMeta,
+    check_token_range,
+    even_val_batches,
+    read_meta,
+)
 from src.training.flops import peak_flops
 from src.training.mlflow_logger import StageRunLogger
 from src.training.module import PretrainModule
@@ -209,8 +215,16 @@ def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run:
     p, t = cfg.pretrain, cfg.trainer
     gpt = module.model
     batch = plan_batch(p, gpt.config_dict()["block_size"], world_size(t))
+    try:
+        val_batches = even_val_batches(p.val_batches, batch.world_size)
+    except ValueError as exc:
+        raise PretrainConfigError(str(exc)) from None
+    if val_batches < p.val_batches:
+        note(run, f"validating on {val_batches} of pretrain.val_batches={p.val_batches} batches: "
+                  f"the rest does not split evenly over {batch.world_size} processes")
+        run.summary.add("dropped", "val_batches_uneven_over_ranks", p.val_batches - val_batches)
     datamodule = TokenDataModule(meta, batch.block_size, batch.micro_batch_size,
-                                 p.val_batch_size or batch.micro_batch_size, p.val_batches,
+                                 p.val_batch_size or batch.micro_batch_size, val_batches,
                                  batch.accum, cfg.seed, t.num_workers, t.pin_memory)
     if datamodule.val_block_size < batch.block_size:
         run.summary.notes.append(

@@ -64,12 +64,19 @@ def test_targets_are_inputs_shifted_by_one(token_dir: Path) -> None:
 
 def test_validation_batches_are_fixed_and_split_over_ranks(token_dir: Path) -> None:
     meta = read_meta(token_dir)
-    args = (meta.split("val"), meta.dtype, 16, 4, 7, 5)
+    args = (meta.split("val"), meta.dtype, 16, 4, 7, 6)
     whole = ValWindows(*args)
     rank0, rank1 = ValWindows(*args, rank=0, world_size=2), ValWindows(*args, rank=1, world_size=2)
-    assert len(whole) == 5 and len(rank0) == 3 and len(rank1) == 2
+    assert len(whole) == 6 and len(rank0) == len(rank1) == 3
     assert torch.equal(whole[1][0], rank1[0][0]) and torch.equal(whole[4][0], rank0[2][0])
     assert torch.equal(whole[2][0], ValWindows(*args)[2][0])
+
+
+def test_uneven_validation_split_is_refused(token_dir: Path) -> None:
+    """Ranks with different numbers of forwards hang FSDP (each forward is a collective)."""
+    meta = read_meta(token_dir)
+    with pytest.raises(ValueError, match="5 validation batches do not split evenly over 2 ranks"):
+        ValWindows(meta.split("val"), meta.dtype, 16, 4, 7, 5, rank=0, world_size=2)
 
 
 def test_meta_mismatch_names_the_file(token_dir: Path) -> None:
