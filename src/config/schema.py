@@ -12,6 +12,7 @@ from src.config.sections.normalize import NormalizeConfig
 from src.config.sections.pretrain import PretrainConfig
 from src.config.sections.scrape_librus import ScrapeLibrusConfig
 from src.config.sections.scrape_opensubs import ScrapeOpensubsConfig
+from src.config.sections.sft import SFTConfig
 from src.config.sections.tokenize import TokenizeConfig
 from src.config.sections.tokenizer import TokenizerConfig
 from src.config.sections.tracking import TrackingConfig
@@ -21,6 +22,8 @@ from src.config.sections.trainer import TrainerConfig
 @dataclass
 class RootConfig:
     seed: int = 1337
+    # the stage `python -m src.train` runs: pretrain | sft
+    task: str = "pretrain"
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     scrape_librus: ScrapeLibrusConfig = field(default_factory=ScrapeLibrusConfig)
@@ -32,4 +35,5 @@ class RootConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)

@@ -243,6 +243,8 @@ class Evaluator(StepCallback):
             "steps": trainer.global_step,
             "val_loss": last.get("val_loss"),
             "val_bpb": last.get("val_bpb"),
+            # whatever else a subclass records per evaluation (the SFT evaluator: reply metrics)
+            **{k: v for k, v in last.items() if k not in {"step", "val_loss", "val_bpb"}},
             "best_val_loss": self.best_loss if self.best_step >= 0 else None,
             "best_step": self.best_step,
             "tokens_per_s": self.monitor.mean_tokens_per_s if self.monitor.run_seconds else None,

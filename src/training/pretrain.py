@@ -209,6 +209,36 @@ def set_torch_globals(t: DictConfig) -> None:
     torch.set_float32_matmul_precision(t.matmul_precision)
 
 
+def lightning_trainer(p: DictConfig, t: DictConfig, gpt: torch.nn.Module, batch: BatchPlan,
+                      callbacks: list[L.Callback], run: StageRun) -> L.Trainer:
+    """The Lightning trainer for recipe `p` (pretrain, or sft which has the same keys) on `t`:
+    strategy, precision, accumulation, MLflow logger, checkpoint IO; `callbacks` do the evaluation."""
+    logger = None
+    if run.run_id is not None:
+        import mlflow
+
+        logger = StageRunLogger(mlflow.get_tracking_uri(), run.run_id)
+    # null = a bar on a terminal only: in DVC/CI logs it would repeat once per step.
+    progress_bar = sys.stderr.isatty() if t.enable_progress_bar is None else t.enable_progress_bar
+    trainer = L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=make_strategy(t, gpt, p.optimizer), precision=t.precision,
+        deterministic=t.deterministic, max_steps=p.max_steps, accumulate_grad_batches=batch.accum,
+        # Validation runs in the Evaluator at step intervals, not in Lightning's epoch loop.
+        limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
+        logger=logger or False, log_every_n_steps=p.log_every,
+        callbacks=[*callbacks, *([TQDMProgressBar()] if progress_bar else [])],
+        enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=progress_bar, plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(resolve(p.ckpt_dir)),
+    )
+    if trainer.world_size != batch.world_size:
+        raise PretrainConfigError(
+            f"Lightning runs {trainer.world_size} processes but trainer.devices x trainer.num_nodes "
+            f"gives {batch.world_size}; set them to match the launcher")
+    return trainer
+
+
 def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run: StageRun
                   ) -> tuple[L.Trainer, TokenDataModule]:
     """The Lightning trainer (strategy, precision, accumulation, callbacks) and the data module."""
@@ -240,29 +270,7 @@ def build_trainer(cfg: DictConfig, module: PretrainModule, meta: TokenMeta, run:
     plan = EvalPlan(p.val_every, p.save_every, p.max_steps, resolve(p.ckpt_dir),
                     resolve(p.report_dir) / "metrics.json", meta.split("val").tokens_per_byte, static)
     evaluator = Evaluator(datamodule, plan, monitor, load_sampler(cfg, module.hparams["tokenizer_dir"], run))
-    logger = None
-    if run.run_id is not None:
-        import mlflow
-
-        logger = StageRunLogger(mlflow.get_tracking_uri(), run.run_id)
-    # null = a bar on a terminal only: in DVC/CI logs it would repeat once per step.
-    progress_bar = sys.stderr.isatty() if t.enable_progress_bar is None else t.enable_progress_bar
-    trainer = L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=make_strategy(t, gpt, p.optimizer), precision=t.precision,
-        deterministic=t.deterministic, max_steps=p.max_steps, accumulate_grad_batches=batch.accum,
-        # Validation runs in the Evaluator at step intervals, not in Lightning's epoch loop.
-        limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
-        logger=logger or False, log_every_n_steps=p.log_every,
-        callbacks=[monitor, evaluator, *([TQDMProgressBar()] if progress_bar else [])],
-        enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=progress_bar, plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(resolve(p.ckpt_dir)),
-    )
-    if trainer.world_size != batch.world_size:
-        raise PretrainConfigError(
-            f"Lightning runs {trainer.world_size} processes but trainer.devices x trainer.num_nodes "
-            f"gives {batch.world_size}; set them to match the launcher")
+    trainer = lightning_trainer(p, t, gpt, batch, [monitor, evaluator], run)
     run.log_metrics({"model.params": gpt.num_params(), "train.tokens_per_step": batch.tokens_per_step,
                      "train.grad_accum_steps": batch.accum})
     return trainer, datamodule
