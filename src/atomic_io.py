@@ -46,15 +46,43 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove temporaries of `path` left by writers that were killed (their pid is gone).
+
+    For outputs that persist across runs (checkpoints): each kill mid-write would otherwise leave
+    one more file. Lists the directory, so it is not for writes repeated thousands of times.
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], sweep_stale: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write `path`'s new content to; publish it when the block ends.
 
     For writers that take a path (torch.save, pq.ParquetWriter). On an exception the temporary
-    file is removed and `path` is left as it was.
+    file is removed and `path` is left as it was. `sweep_stale`: first remove the temporaries of
+    `path` that killed writers left (see remove_stale_temporaries).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if sweep_stale:
+        remove_stale_temporaries(target)
     tmp = temporary_sibling(target)
     try:
         yield tmp

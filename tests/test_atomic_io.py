@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -100,3 +102,17 @@ def test_replace_directory_swaps_whole_folders(tmp_path: Path, fsynced) -> None:
         "deep", "deep/new.txt"]
     assert not staging.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert "file:new.txt" in fsynced and f"dir:{tmp_path.name}" in fsynced
+
+
+def test_temporaries_of_killed_writers_are_swept_before_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".last.ckpt.{dead.pid}.0123abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    ours = atomic_io.temporary_sibling(target)  # a live writer's (this process) is kept
+    ours.write_bytes(b"being written")
+    with atomic_path(target, sweep_stale=True) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert not stale.exists() and ours.exists()

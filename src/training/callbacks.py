@@ -7,9 +7,7 @@ step costs no host-device synchronization.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -22,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import FSDPStrategy
 
+from src.atomic_io import write_json_atomic
 from src.training.checkpoint import BEST, LAST
 from src.training.data import TokenDataModule, bits_per_byte
 from src.training.flops import mfu
@@ -37,13 +36,6 @@ def eager() -> AbstractContextManager:
     """Run compiled modules eagerly inside the block (torch >= 2.6; older versions: no-op)."""
     set_stance = getattr(torch.compiler, "set_stance", None)
     return set_stance("force_eager") if set_stance else nullcontext()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class StepCallback(Callback):

@@ -1,8 +1,8 @@
 """Checkpoint files: written atomically, read with `weights_only=True`.
 
-A checkpoint is replaced in one `os.replace`, so a process killed while saving leaves the previous
-file whole. A checkpoint damaged some other way (disk, copy, a hand edit) is named in one line by
-`read_resumable` and can be moved aside, so the next run is not stuck on it.
+A checkpoint is replaced in one `os.replace` (src.atomic_io), so a process killed while saving
+leaves the previous file whole. A checkpoint damaged some other way (disk, copy, a hand edit) is
+named in one line by `read_resumable` and can be moved aside, so the next run is not stuck on it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from src.atomic_io import atomic_path
 from src.errors import InputError
 
 BEST = "best.ckpt"
@@ -30,11 +31,10 @@ class CheckpointError(InputError, ValueError):
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
                         storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        # fsync'ed before the rename; temporaries of runs killed mid-save are swept, so the
+        # persisted checkpoint folder does not collect them.
+        with atomic_path(path, sweep_stale=True) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
