@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from src.atomic_io import replace_directory
 from src.generation.loading import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -57,14 +58,10 @@ def export(checkpoint: Path, out_dir: Path, dtype: str = "fp32") -> Path:
             "source": str(checkpoint),
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        # mkdtemp and safetensors make private files; the export is an ordinary, shareable folder.
-        os.chmod(staging, 0o755)
+        # safetensors makes a private file; the export is an ordinary, shareable folder (and
+        # replace_directory opens up mkdtemp's folder).
         os.chmod(staging / WEIGHTS_FILE, 0o644)
-        old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(staging, out_dir)  # every file fsync'ed, then swapped in whole
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
