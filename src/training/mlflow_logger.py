@@ -2,16 +2,28 @@
 
 It addresses the run by id through MlflowClient, so it works from any process (DDP ranks, spawned
 workers) and never ends the run: `execute_stage` opened it and closes it with the stage's status.
+
+Checkpoints carry the id of the run that wrote them (`CHECKPOINT_KEY`). A resumed training is a new
+MLflow run linked to that one (tags `resumed_from_run_id` / `resumed_by_run_id`), and a run that was
+killed (still RUNNING, since no process is left to end it) is marked KILLED at that moment. A new run
+rather than reopening the old one: params are immutable in MLflow, and a resume may legitimately
+change the keys that are not part of the run's identity (log/val/save cadence, paths), and each
+execution keeps its own git commit, config and summary.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+CHECKPOINT_KEY = "mlflow_run_id"
+RESUMED_FROM = "resumed_from_run_id"
+RESUMED_BY = "resumed_by_run_id"
 
 
 class StageRunLogger(Logger):
@@ -63,3 +75,22 @@ class StageRunLogger(Logger):
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
+
+    @rank_zero_only
+    def continue_from(self, previous_run_id: str | None) -> None:
+        """Link this run to the run that wrote the checkpoint being resumed; mark that run KILLED
+        when it never ended (its process died)."""
+        if not previous_run_id or previous_run_id == self.run_id:
+            return
+        from mlflow.exceptions import MlflowException
+
+        self.client.set_tag(self.run_id, RESUMED_FROM, previous_run_id)
+        try:
+            previous = self.client.get_run(previous_run_id)
+        except MlflowException:
+            return  # tracked elsewhere, or deleted: the tag above is all there is to say
+        self.client.set_tag(previous_run_id, RESUMED_BY, self.run_id)
+        if previous.info.status == "RUNNING":
+            self.client.set_terminated(previous_run_id, status="KILLED")
+            print(f"MLflow run {previous_run_id} was left RUNNING by a killed process: marked KILLED; "
+                  f"run {self.run_id} continues it", file=sys.stderr)

@@ -16,6 +16,7 @@ from torch import Tensor
 from src.config.sections.pretrain import PretrainConfig
 from src.errors import InputError
 from src.models.gpt import GPT
+from src.training.mlflow_logger import CHECKPOINT_KEY, StageRunLogger
 from src.training.optim import LrSchedule, OptimizerSettings, build_optimizer
 
 
@@ -145,10 +146,17 @@ class PretrainModule(L.LightningModule):
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["rng"] = rng
+        # Which MLflow run wrote this checkpoint: a resume links to it (see mlflow_logger).
+        for logger in self.trainer.loggers if self._trainer is not None else []:
+            if isinstance(logger, StageRunLogger):
+                checkpoint[CHECKPOINT_KEY] = logger.run_id
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Applied when training starts, after Lightning's own set-up has finished touching the RNG.
         self._rng_to_restore = checkpoint.get("rng")
+        for logger in self.trainer.loggers if self._trainer is not None else []:
+            if isinstance(logger, StageRunLogger):
+                logger.continue_from(checkpoint.get(CHECKPOINT_KEY))
 
     def on_train_start(self) -> None:
         if self._rng_to_restore:
