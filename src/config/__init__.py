@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.atomic_io import write_text_atomic
 from src.config.schema import RootConfig
 from src.errors import InputError
 from src.paths import CONF_DIR, PARAMS_FILE
@@ -121,5 +122,5 @@ def flatten(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, Any
 def write_params(overrides: list[str] | None = None, path: Path = PARAMS_FILE) -> Path:
     text = composed_params_text(overrides)
     load_config(OmegaConf.create(text))  # never write a params.yaml the stages would reject
-    path.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)  # dvc and the stages never read half a params.yaml
     return path
