@@ -29,4 +29,5 @@ STAGES: dict[str, Stage] = {
     "train_tokenizer": Stage("src.tokenizers.train:train_tokenizer", ("tokenizer", "normalize")),
     "tokenize": Stage("src.tokenizers.encode:tokenize_corpus", ("tokenize", "tokenizer")),
     "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain")),
+    "build_dialogues": Stage("src.data.dialogues.build:build_dialogues", ("build_dialogues", "normalize")),
 }

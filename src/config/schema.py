@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from src.config.sections.build_dialogues import BuildDialoguesConfig
 from src.config.sections.clean_librus import CleanLibrusConfig
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.config.sections.generation import GenerationConfig
@@ -35,5 +36,6 @@ class RootConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    build_dialogues: BuildDialoguesConfig = field(default_factory=BuildDialoguesConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)

@@ -283,7 +283,13 @@ class ValPacks(Dataset):
                  world: int = 1) -> None:
         self.w, self.batch_size = windows, batch_size
         n_batches = min(max_batches, -(-len(windows) // batch_size))
-        self.indices = list(range(rank, n_batches, world))
+        # The same number of batches on every rank (a rank alone in a sharded forward would wait
+        # forever): the remainder is left out, and counted by the caller as `val_batches_left_out`.
+        self.left_out = n_batches % world
+        if n_batches and n_batches < world:
+            raise DialogueDataError(f"{n_batches} validation batch(es) for {world} processes; every process "
+                                    "needs one: add val conversations or lower sft.val_batch_size")
+        self.indices = list(range(rank, n_batches - self.left_out, world))
 
     def __len__(self) -> int:
         return len(self.indices)
