@@ -29,5 +29,6 @@ STAGES: dict[str, Stage] = {
     "train_tokenizer": Stage("src.tokenizers.train:train_tokenizer", ("tokenizer", "normalize")),
     "tokenize": Stage("src.tokenizers.encode:tokenize_corpus", ("tokenize", "tokenizer")),
     "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain")),
+    "sft": Stage("src.training.sft:sft", ("seed", "model", "trainer", "sft")),
     "build_dialogues": Stage("src.data.dialogues.build:build_dialogues", ("build_dialogues", "normalize")),
 }

@@ -1,7 +1,8 @@
-"""`python -m src.train +experiment=NAME [overrides]`: pretraining outside the DVC pipeline.
+"""`python -m src.train +experiment=NAME [overrides]`: training outside the DVC pipeline.
 
-Calls the same stage function as `dvc repro pretrain` (through `execute_stage`, so each run is an
-MLflow run with its full config). Hydra sweeps give one run per point:
+Calls the same stage function as `dvc repro pretrain` (or `dvc repro sft` when the config's `task`
+is sft, as in the sft_* experiments) through `execute_stage`, so each run is an MLflow run with its
+full config. Hydra sweeps give one run per point:
 
     python -m src.train -m +experiment=cpu_smoke model.n_layer=1,2
 
@@ -23,6 +24,9 @@ from src.config import ConfigError, compose, hydra_reason, load_config
 from src.errors import InputError
 from src.paths import CONF_DIR
 
+# The stages `task` may name: they take the same trainer and a recipe section of the same shape.
+TASKS = ("pretrain", "sft")
+
 # The job directory depends only on the command's overrides (no timestamp), so a rerun resumes.
 DEFAULT_DIRS = {
     "hydra.run.dir": "outputs/train/${hydra.job.override_dirname}",
@@ -42,10 +46,13 @@ def job_config(cfg: DictConfig) -> DictConfig:
     given = {o.split("=", 1)[0].lstrip("+~") for o in hc.overrides.task}
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    if "pretrain.ckpt_dir" not in given:
-        data["pretrain"]["ckpt_dir"] = str(out / "checkpoints")
-    if "pretrain.report_dir" not in given:
-        data["pretrain"]["report_dir"] = str(out)
+    task = data.get("task", "pretrain")
+    if task not in TASKS:
+        raise ConfigError(f"bad config value 'task': must be one of {list(TASKS)}, got {task!r}")
+    if f"{task}.ckpt_dir" not in given:
+        data[task]["ckpt_dir"] = str(out / "checkpoints")
+    if f"{task}.report_dir" not in given:
+        data[task]["report_dir"] = str(out)
     return load_config(data)
 
 
@@ -58,9 +65,9 @@ def train(cfg: DictConfig) -> None:
     sys.argv[:] = USER_ARGV or sys.argv
     try:
         job = job_config(cfg)
-        execute_stage("pretrain", job, run_name=HydraConfig.get().job.override_dirname or "defaults")
+        execute_stage(job.task, job, run_name=HydraConfig.get().job.override_dirname or "defaults")
     except InputError as exc:
-        sys.exit(exit_status("pretrain", exc))
+        sys.exit(exit_status(str(cfg.get("task", "pretrain")), exc))
 
 
 USER_ARGV: list[str] = []

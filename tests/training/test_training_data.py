@@ -99,6 +99,12 @@ def test_window_longer_than_split_is_a_clear_error(token_dir: Path) -> None:
         next(iter(ds))
 
 
-def test_bits_per_byte() -> None:
-    # 1 nat/token at 0.25 tokens/byte = 0.25 nats/byte = 0.25 / ln 2 bits/byte
-    assert bits_per_byte(1.0, 0.25) == pytest.approx(0.25 / math.log(2))
+def test_bits_per_byte_of_a_uniform_guess_on_known_text() -> None:
+    # "привет, мир": 11 characters, 9 of them Cyrillic (2 bytes each in UTF-8) plus ", " = 20 bytes.
+    # A character model guessing uniformly among 32 symbols spends 5 bits on each of the 11
+    # characters: 55 bits over 20 bytes = 2.75 bits per byte.
+    text = "привет, мир"
+    assert len(text) == 11 and len(text.encode("utf-8")) == 20
+    assert bits_per_byte(math.log(32), tokens_per_byte=11 / 20) == pytest.approx(2.75)
+    # The same text as one byte-level token per byte, uniform over 256: exactly 8 bits per byte.
+    assert bits_per_byte(math.log(256), tokens_per_byte=1.0) == pytest.approx(8.0)

@@ -110,4 +110,16 @@ def test_peak_table_and_mfu() -> None:
     assert peak_flops(torch.device("cpu"), "32-true") is None
     assert peak_flops(torch.device("cpu"), "32-true", configured_tflops=2.0) == 2e12
     assert mfu(1e6, 1e6, None, 1) is None
-    assert mfu(6e6, 1e6, 989e12, 2) == pytest.approx(6e12 / (2 * 989e12))
+    # Worked by hand: GPT-2 124M at 0.855 GFLOPs per token, 100k tokens/s on one A100 (312 TFLOP/s
+    # bf16 dense per its data sheet) = 85.5 TFLOP/s achieved, 27.4% of peak; on two, half that.
+    assert mfu(855_166_464, 100_000, 312e12, 1) == pytest.approx(0.2741, abs=1e-4)
+    assert mfu(855_166_464, 100_000, 312e12, 2) == pytest.approx(0.1370, abs=1e-4)
+
+
+def test_peak_table_matches_the_data_sheets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert peak_flops(torch.device("cuda"), "bf16-mixed") == 989e12  # H100 SXM, dense BF16
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
+    assert peak_flops(torch.device("cuda"), "bf16-mixed") == 756e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
+    assert peak_flops(torch.device("cuda"), "32-true") == 156e12  # TF32 dense
