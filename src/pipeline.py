@@ -25,7 +25,7 @@ STAGES: dict[str, Stage] = {
     "scrape_librus": Stage("src.data.librus.scrape:scrape_librus", ("scrape_librus",)),
     "clean_librus": Stage("src.data.librus.clean:clean_librus", ("clean_librus", "normalize")),
     "scrape_opensubs": Stage("src.data.opensubs.scrape:scrape_opensubs", ("scrape_opensubs",)),
-    "clean_subs": Stage("src.data.subtitles.clean:clean_subs", ("clean_subs", "normalize")),
+    "clean_subs": Stage("src.data.subtitles.stage:clean_subs", ("clean_subs", "normalize")),
     "train_tokenizer": Stage("src.tokenizers.train:train_tokenizer", ("tokenizer", "normalize")),
     "tokenize": Stage("src.tokenizers.encode:tokenize_corpus", ("tokenize", "tokenizer")),
     "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain")),

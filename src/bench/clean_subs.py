@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from src.config import compose
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.config.sections.normalize import NormalizeConfig
-from src.data.subtitles.cleaner import clean_subtitle_bytes, load_normalizer
+from src.data.subtitles.file_cleaner import clean_subtitle_bytes, load_normalizer
 from src.data.subtitles.fluff import FluffPatterns
 from src.paths import shared_data_dir
 from src.worker_pool import process_pool
@@ -33,7 +33,7 @@ _STATE: dict[str, Any] = {}
 def _init(cfg: CleanSubsConfig, normalize_cfg: NormalizeConfig) -> None:
     normalize = load_normalizer(normalize_cfg, cfg.repair_mojibake)[0] if cfg.normalize_text else None
     _STATE.update(cfg=cfg, normalize=normalize, patterns=FluffPatterns.build(cfg.rules))
-    gc.freeze()  # as the stage's pool workers do (src.data.subtitles.clean._init_pool_worker)
+    gc.freeze()  # as the stage's pool workers do (src.data.subtitles.stage._init_pool_worker)
 
 
 def _clean(item: tuple[str, bytes]) -> tuple[int, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.data.subtitles.cleaner import FileResult, clean_subtitle_bytes
+from src.data.subtitles.file_cleaner import FileResult, clean_subtitle_bytes
 from src.data.subtitles.fluff import FluffPatterns
 from tests.data.subtitle_fixtures import config
 

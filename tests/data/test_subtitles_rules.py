@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from src.config.sections.clean_subs import SubsFluffRules
-from src.data.subtitles.cleaner import clean_subtitle_bytes, sentence_case
+from src.data.subtitles.file_cleaner import clean_subtitle_bytes, sentence_case
 from src.data.subtitles.fluff import FluffPatterns, clean_cue_lines, clean_cues, strip_markup
 from tests.data.subtitle_fixtures import config, srt
 

@@ -15,7 +15,7 @@ import pytest
 from src.bench.clean_subs import main as bench_main
 from src.config import compose, load_config
 from src.data.readers import InputFileError
-from src.data.subtitles.clean import clean_subs
+from src.data.subtitles.stage import clean_subs
 from src.paths import PROJECT_ROOT
 from src.stage import StageRun
 from tests.data.subtitle_fixtures import srt
@@ -129,7 +129,7 @@ def test_benchmark_runs_on_the_sample(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_a_crash_on_one_file_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import src.data.subtitles.clean as stage_module
+    import src.data.subtitles.stage as stage_module
 
     real = stage_module.clean_subtitle_bytes
 

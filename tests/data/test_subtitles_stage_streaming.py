@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-import src.data.subtitles.clean as clean_module
+import src.data.subtitles.stage as clean_module
 from src.config import compose, load_config
-from src.data.subtitles.clean import OUTPUT_SCHEMA, clean_many, clean_subs
+from src.data.subtitles.stage import OUTPUT_SCHEMA, clean_many, clean_subs
 from src.data.subtitles.report import FileRecord
 from src.paths import shared_data_dir
 from src.stage import StageRun

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from src.config import ConfigError, compose
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.config.sections.normalize import NormalizeConfig
-from src.data.subtitles.cleaner import FileResult, clean_subtitle_bytes, load_normalizer
+from src.data.subtitles.file_cleaner import FileResult, clean_subtitle_bytes, load_normalizer
 
 
 def _summary(path: str, res: FileResult) -> str:

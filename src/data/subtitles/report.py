@@ -10,7 +10,7 @@ from typing import Any
 
 from src.atomic_io import write_text_atomic
 from src.config.sections.clean_subs import CleanSubsConfig
-from src.data.subtitles.cleaner import FileResult
+from src.data.subtitles.file_cleaner import FileResult
 
 
 @dataclass
