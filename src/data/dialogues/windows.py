@@ -9,7 +9,7 @@ of one scene, consecutive speech paragraphs of prose). It becomes conversations 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,16 @@ def subtitle_windows(
     table = pl.from_arrow(read_parquet(path, SUBTITLE_COLUMNS, hint="rebuild it with the clean_subs stage"))
     assert isinstance(table, pl.DataFrame)
     table = table.sort(["file_id", "line_index"])
+    yield from line_windows(table.iter_rows(), languages, max_gap_ms, min_turns, max_turns,
+                            max_turn_chars, counts)
+
+
+def line_windows(
+    rows: Iterable[tuple[Any, ...]], languages: list[str], max_gap_ms: int, min_turns: int,
+    max_turns: int, max_turn_chars: int, counts: Counter[str],
+) -> Iterator[SubtitleWindow]:
+    """Windows of subtitle lines given in file and line order as (file_id, language, line_index,
+    start_ms, end_ms, scene, text) tuples."""
     keep = set(languages)
     run: list[str] = []
     run_start = 0
@@ -77,7 +87,7 @@ def subtitle_windows(
                 yield SubtitleWindow(str(key[0]), str(key[1]), offset, window)
                 offset += len(window)
 
-    for file_id, language, line_index, start_ms, end_ms, scene, text in table.iter_rows():
+    for file_id, language, line_index, start_ms, end_ms, scene, text in rows:
         counts["lines_read"] += 1
         if language not in keep:
             counts["lines_skipped_language"] += 1
