@@ -97,6 +97,7 @@ def scrape_librus(cfg: DictConfig, run: StageRun) -> None:
     removed = prune_pages(out_dir, {r["path"] for r in rows if r["path"]})
     report = write_crawl_report(rows, http_stats, conf, resolve(conf.report_dir))
     summarize(rows, run, removed, http_stats)
+    run.summary.notes.append(f"this run's cache hits and requests per URL: {report}")
     run.log_artifact(manifest)
     run.log_artifact(report)
 
