@@ -52,6 +52,10 @@ def export(checkpoint: Path, out_dir: Path, dtype: str = "fp32") -> Path:
             "dtype": dtype,
             "chat": loaded.chat,
             "tokenizer": TOKENIZER_DIR,
+            # Checked on every load against the copied tokenizer (loading.verify_tokenizer).
+            "tokenizer_sha256": loaded.tokenizer.sha256,
+            # The training text's normalization, applied to user input (null: the defaults).
+            "normalize": loaded.normalize,
             "weights": WEIGHTS_FILE,
             "weights_sha256": file_sha256(staging / WEIGHTS_FILE),
             "num_params": model.num_params(),

@@ -4,19 +4,29 @@ Export directory (written by `python -m src.export`, read with no Lightning and 
 
     config.json          {"format": "homunculus-gpt", "format_version": 1, "model": {ModelConfig},
                           "dtype": "fp32|fp16|bf16", "chat": bool, "tokenizer": "tokenizer",
+                          "tokenizer_sha256": "...", "normalize": {normalize section} | null,
                           "weights": "model.safetensors", "weights_sha256": "...", "source": "..."}
     model.safetensors    the GPT state dict (a tied output head is stored once, as the embedding)
     tokenizer/           the tokenizer directory (Tokenizer.save)
 
 Lightning checkpoint: a dict with "state_dict" (GPT keys prefixed "model.") and "hyper_parameters"
-{"model": GPT.config_dict(), "tokenizer_dir": str, optionally "chat": bool}; read with
-torch.load(weights_only=True). Every failure raises LoadError naming the file.
+{"model": GPT.config_dict(), "tokenizer_dir": str, "tokenizer_sha256": str, "normalize": dict,
+optionally "chat": bool}; read with torch.load(weights_only=True). Every failure raises LoadError
+naming the file.
+
+The tokenizer is found by path, and that path ("data/tokenizer") is the same for every tokenizer
+preset, so every load checks the tokenizer's sha256 against the one the weights were trained with
+(`verify_tokenizer`): after a switch between char and BPE an old checkpoint is refused instead of
+decoding with the wrong vocabulary. Checkpoints from before the hash was recorded load with a
+warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +58,11 @@ class LoadedModel:
     # True when the model was fine-tuned on the chat template (the SFT stage marks it).
     chat: bool
     source: Path
+    # sha256 of the tokenizer the weights were trained with ("" when the file predates the record).
+    tokenizer_sha256: str = ""
+    # The `normalize` section the training text went through (None: not recorded; use the
+    # defaults). User input goes through it too (chat_template.normalize_user_text).
+    normalize: dict[str, Any] | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -100,6 +115,49 @@ def _load_tokenizer(path: Path, required: bool) -> Any | None:
         raise LoadError(str(exc)) from None
 
 
+def recorded_tokenizer_sha256(hparams: Mapping[str, Any]) -> str:
+    """The tokenizer sha256 a checkpoint's hyper_parameters record: the top-level key, or (pretrain
+    checkpoints written before it existed) the run identity's data section; "" when neither."""
+    identity = hparams.get("identity")
+    data = (identity.get("data") if isinstance(identity, Mapping) else None) or {}
+    return str(hparams.get("tokenizer_sha256") or data.get("tokenizer_sha256") or "")
+
+
+def verify_tokenizer(expected_sha256: str | None, tokenizer_dir: str | Path, source: str | Path) -> bool:
+    """Check that `tokenizer_dir` holds the tokenizer `source` (a checkpoint or export) was trained
+    with. A different sha256 -> LoadError naming both hashes and both paths. No recorded hash (an
+    older file) -> a warning on stderr, and False; True when the hashes match. The directory must be
+    a readable tokenizer (else LoadError naming it)."""
+    from src.tokenizers import TokenizerError
+    from src.tokenizers.base import read_meta
+
+    tokenizer_dir = resolve(tokenizer_dir)
+    try:
+        found = str(read_meta(tokenizer_dir)["sha256"])
+    except TokenizerError as exc:
+        raise LoadError(str(exc)) from None
+    if not expected_sha256:
+        print(f"warning: {source} records no tokenizer sha256, so {tokenizer_dir} (sha256 {found[:12]}) "
+              "cannot be checked; if it was retrained since, the model decodes with the wrong "
+              "vocabulary", file=sys.stderr)
+        return False
+    if found != expected_sha256:
+        raise LoadError(f"{source} was trained with the tokenizer of sha256 {expected_sha256}, but "
+                        f"{tokenizer_dir} holds sha256 {found} (retrained, or another tokenizer "
+                        "preset since); retrain or re-export the model, or restore that tokenizer")
+    return True
+
+
+def recorded_normalize(record: Mapping[str, Any], tokenizer: Any | None) -> dict[str, Any] | None:
+    """The normalize settings of the training text: the tokenizer's own (trained with
+    normalize_on_encode), else the checkpoint's or export's record, else None (defaults)."""
+    from_tokenizer = getattr(tokenizer, "normalize_cfg", None)
+    if from_tokenizer:
+        return dict(from_tokenizer)
+    recorded = record.get("normalize")
+    return dict(recorded) if isinstance(recorded, Mapping) else None
+
+
 def load_checkpoint(path: Path, need_tokenizer: bool = True) -> LoadedModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -114,11 +172,16 @@ def load_checkpoint(path: Path, need_tokenizer: bool = True) -> LoadedModel:
              if k.startswith(CHECKPOINT_PREFIX)}
     model = build_model(dict(hparams["model"]), state, path)
     tokenizer = None
+    expected = recorded_tokenizer_sha256(hparams)
     if hparams.get("tokenizer_dir"):
-        tokenizer = _load_tokenizer(resolve(hparams["tokenizer_dir"]), need_tokenizer)
+        tokenizer_dir = resolve(hparams["tokenizer_dir"])
+        tokenizer = _load_tokenizer(tokenizer_dir, need_tokenizer)
+        if tokenizer is not None:
+            verify_tokenizer(expected, tokenizer_dir, path)
     elif need_tokenizer:
         raise LoadError(f"{path}: hyper_parameters has no 'tokenizer_dir'")
-    return LoadedModel(model, tokenizer, bool(hparams.get("chat", False)), path)
+    return LoadedModel(model, tokenizer, bool(hparams.get("chat", False)), path,
+                       expected or getattr(tokenizer, "sha256", ""), recorded_normalize(hparams, tokenizer))
 
 
 def read_export_config(directory: Path) -> dict[str, Any]:
@@ -155,8 +218,13 @@ def load_export(directory: Path, need_tokenizer: bool = True) -> LoadedModel:
     except (SafetensorError, OSError) as exc:
         raise LoadError(f"{weights}: not a readable safetensors file ({exc})") from None
     model = build_model(config["model"], state, weights)
-    tokenizer = _load_tokenizer(directory / config.get("tokenizer", TOKENIZER_DIR), need_tokenizer)
-    return LoadedModel(model, tokenizer, bool(config.get("chat", False)), directory)
+    tokenizer_dir = directory / config.get("tokenizer", TOKENIZER_DIR)
+    tokenizer = _load_tokenizer(tokenizer_dir, need_tokenizer)
+    expected = str(config.get("tokenizer_sha256") or "")
+    if tokenizer is not None:
+        verify_tokenizer(expected, tokenizer_dir.absolute(), directory / CONFIG_FILE)
+    return LoadedModel(model, tokenizer, bool(config.get("chat", False)), directory,
+                       expected or getattr(tokenizer, "sha256", ""), recorded_normalize(config, tokenizer))
 
 
 def load_for_generation(path: str | Path, need_tokenizer: bool = True) -> LoadedModel:

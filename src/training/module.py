@@ -70,11 +70,17 @@ class NonFiniteGuard:
 
 class PretrainModule(L.LightningModule):
     def __init__(self, model: dict, pretrain: dict, trainer: dict, tokenizer_dir: str,
-                 identity: dict | None = None) -> None:
+                 identity: dict | None = None, normalize: dict | None = None) -> None:
         super().__init__()
         self.model = GPT.from_config_dict(model)
         # `identity` says what is being trained (seed, model, recipe, data): resume only if it matches.
+        # tokenizer_sha256: every load checks the tokenizer at tokenizer_dir against it (the path is
+        # the same for every tokenizer preset); normalize: the corpus normalization, which chat
+        # applies to user input (src/generation/loading.py).
         self.save_hyperparameters({"model": self.model.config_dict(), "tokenizer_dir": tokenizer_dir,
+                                   "tokenizer_sha256": ((identity or {}).get("data") or {}).get(
+                                       "tokenizer_sha256", ""),
+                                   "normalize": normalize,
                                    "pretrain": pretrain, "trainer": trainer,
                                    "identity": identity or {}})
         self.recipe = PretrainConfig(**pretrain)

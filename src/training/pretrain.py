@@ -288,7 +288,8 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     identity = run_identity(cfg, model, meta, world_size(t))
     module = PretrainModule(model, OmegaConf.to_container(p, resolve=True),
                             OmegaConf.to_container(t, resolve=True),
-                            p.tokenizer_dir or meta.tokenizer_dir, identity)
+                            p.tokenizer_dir or meta.tokenizer_dir, identity,
+                            normalize=OmegaConf.to_container(cfg.normalize, resolve=True))
     gpt = module.model
     print(f"model {cfg.model.name}: {gpt.num_params():,} parameters "
           f"({gpt.num_params(non_embedding=True):,} without embeddings)", file=sys.stderr)
