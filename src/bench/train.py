@@ -6,6 +6,12 @@
 Same module, data pipeline, optimizer and precision as the `pretrain` stage; no validation or
 checkpoints. The first `--warmup` optimizer steps (compilation, allocator warm-up) are not timed.
 `--synthetic` cuts windows from random tokens in a temporary memmap, so the data path is the real one.
+
+`--sft` then runs supervised fine-tuning at the same shape (packed conversations with per-conversation
+attention, the masked step-normalized loss: src/training/sft_module.py) and prints its tokens/s
+against pretraining's and the share of padded positions. Conversations are synthetic (lengths drawn
+around a third of the context) or real with `--dialogues FILE` (JSONL lines with a `conversation`
+field, as `python -m src.data.dialogues extract` prints, or a dialogues.parquet) and `--tokenizer DIR`.
 """
 
 from __future__ import annotations
@@ -29,10 +35,20 @@ from src.training.data import TokenDataModule, read_meta
 from src.training.flops import mfu, peak_flops
 from src.training.module import PretrainModule
 from src.training.pretrain import model_config, plan_batch, set_torch_globals
+from src.training.sft_data import (
+    Encoded,
+    EncodeReport,
+    PackedWindows,
+    SFTDataModule,
+    encode_conversation,
+    pack_windows,
+    read_dialogues,
+)
+from src.training.sft_module import SFTModule
 
 SYNTHETIC_TOKENS = 4_000_000
 DATA_STAGE_GROUPS = ("normalize", "scrape_librus", "clean_librus", "scrape_opensubs", "clean_subs",
-                     "tokenizer", "tokenize")
+                     "tokenizer", "tokenize", "build_dialogues")
 
 
 class StepTimer(StepCallback):
@@ -85,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--vocab", type=int, default=32000,
                     help="synthetic vocabulary when the preset takes it from the data")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    ap.add_argument("--sft", action="store_true", help="also time SFT at the same shape and compare")
+    ap.add_argument("--dialogues", help="--sft on real conversations: JSONL or dialogues.parquet")
+    ap.add_argument("--tokenizer", default="data/tokenizer", help="--dialogues are encoded with it")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. model.pos_emb=rope")
     return ap.parse_args(argv)
 
@@ -105,18 +124,55 @@ def bench_config(args: argparse.Namespace):
     return load_config(compose(overrides + list(args.overrides)))
 
 
-def run(args: argparse.Namespace, data_dir: Path) -> dict[str, float | str]:
+def sft_windows(args: argparse.Namespace, vocab: int, block_size: int, seed: int) -> PackedWindows:
+    """Packed conversations for `--sft`: real ones from `--dialogues`, or synthetic ones."""
+    if args.dialogues:
+        from src.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(resolve(args.tokenizer))
+        path = resolve(args.dialogues)
+        if path.suffix == ".parquet":
+            conversations = read_dialogues(path)["train"]
+        else:
+            conversations = [json.loads(line)["conversation"]
+                             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        report = EncodeReport()
+        items = [e for c in conversations
+                 if (e := encode_conversation(tokenizer, c, block_size, "truncate", report)) is not None]
+        print(f"sft: {report.kept} of {report.conversations} conversations ({report.truncated} truncated, "
+              f"dropped {dict(report.dropped)}), {100 * report.loss_tokens / max(1, report.tokens):.1f}% "
+              "of tokens under loss", file=sys.stderr)
+    else:
+        rng = np.random.default_rng(seed)
+        lengths = np.clip(rng.lognormal(np.log(block_size / 3), 0.8, size=4000), 8, block_size + 1)
+        items = []
+        for n in lengths.astype(int):
+            loss = np.zeros(n, dtype=bool)
+            loss[n // 3:] = True  # the reply: about two thirds of the conversation, as in real chats
+            items.append(Encoded(rng.integers(0, vocab, size=n), loss, int(n)))
+    return pack_windows(items, block_size)
+
+
+def run(args: argparse.Namespace, data_dir: Path, windows: PackedWindows | None = None) -> dict[str, float | str]:
+    """Time pretraining on `data_dir`, or SFT on `windows` at the same model and batch shape."""
     cfg = bench_config(args)
     p, t = cfg.pretrain, cfg.trainer
     set_torch_globals(t)
     L.seed_everything(cfg.seed, verbose=False)
     meta = read_meta(data_dir)
-    module = PretrainModule(model_config(cfg, meta), OmegaConf.to_container(p, resolve=True),
-                            OmegaConf.to_container(t, resolve=True), "")
+    recipe, trainer_cfg = OmegaConf.to_container(p, resolve=True), OmegaConf.to_container(t, resolve=True)
+    if windows is None:
+        module = PretrainModule(model_config(cfg, meta), recipe, trainer_cfg, "")
+    else:
+        module = SFTModule(model_config(cfg, meta), recipe, trainer_cfg, "", "")
     gpt = module.model
     batch = plan_batch(p, gpt.config_dict()["block_size"], world_size=1)
-    dm = TokenDataModule(meta, batch.block_size, batch.micro_batch_size, batch.micro_batch_size, 1,
-                         batch.accum, cfg.seed, t.num_workers, t.pin_memory)
+    if windows is None:
+        dm = TokenDataModule(meta, batch.block_size, batch.micro_batch_size, batch.micro_batch_size, 1,
+                             batch.accum, cfg.seed, t.num_workers, t.pin_memory)
+    else:
+        dm = SFTDataModule(windows, windows, batch.micro_batch_size, batch.micro_batch_size, 1,
+                           batch.accum, cfg.seed, t.pin_memory)
     timer = StepTimer(args.warmup)
     trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1,
                         precision=t.precision, max_steps=args.warmup + args.steps,
@@ -132,7 +188,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, float | str]:
         "preset": args.preset, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "precision": t.precision, "compile": str(t.compile), "params": gpt.num_params(),
         "tokens_per_step": batch.tokens_per_step, "ms_per_step": 1000 * seconds / args.steps,
-        "tokens_per_s": tokens_per_s,
+        "tokens_per_s": tokens_per_s, "mode": "pretrain" if windows is None else "sft",
     }
     utilization = mfu(gpt.flops_per_token(), tokens_per_s, peak, 1)
     if utilization is not None:
@@ -153,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             vocab = cfg.model.vocab_size or args.vocab
             data_dir = write_synthetic(Path(tmp), vocab, SYNTHETIC_TOKENS, cfg.seed)
         result = run(args, data_dir)
+        if args.sft:
+            cfg = bench_config(args)
+            meta = read_meta(data_dir)
+            windows = sft_windows(args, meta.vocab_size, model_config(cfg, meta)["block_size"], cfg.seed)
+            sft = run(args, data_dir, windows)
+            sft.update(padding_share=windows.padding_share, sft_vs_pretrain=sft["tokens_per_s"] / result["tokens_per_s"])
     source = args.data or "synthetic"
     print(f"{result['preset']} on {result['device']} ({result['precision']}, compile "
           f"{result['compile']}, {source}): {result['params']:,} params, "
@@ -160,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['tokens_per_s']:,.0f} tokens/s"
           + (f", MFU {result['mfu']:.3f}" if "mfu" in result else ", MFU n/a (no peak for this device)"))
     print(json.dumps(result))
+    if args.sft:
+        print(f"sft at the same shape: {sft['ms_per_step']:.1f} ms/step, {sft['tokens_per_s']:,.0f} tokens/s "
+              f"({100 * sft['sft_vs_pretrain']:.1f}% of pretraining), {100 * sft['padding_share']:.1f}% of "
+              f"positions padded ({args.dialogues or 'synthetic conversations'})")
+        print(json.dumps(sft))
     return 0
 
 
