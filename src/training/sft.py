@@ -175,6 +175,9 @@ def sft(cfg: DictConfig, run: StageRun) -> None:
         raise DialogueDataError(f"{dialogues}: no trainable train conversation "
                                 f"(dropped: {dict(packs['train'][1].dropped)})")
     stats = data_summary(run, packs)
+    if not len(packs["val"][0]):
+        run.summary.notes.append(f"{dialogues}: no val conversation fits the context of {block_size}: val loss "
+                                 "and bpb are NaN and no best.ckpt is written (last.ckpt is)")
     print(f"sft data: {stats['train_conversations']} train conversations in {stats['train_windows']} windows "
           f"({100 * stats['train_padding_share']:.1f}% padding), {stats['val_conversations']} val", file=sys.stderr)
 
