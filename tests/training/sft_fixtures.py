@@ -72,7 +72,7 @@ def write_pretrained(path: Path, tok: CharTokenizer, tokenizer_dir: Path, sha256
 def sft_config(tmp_path: Path, *overrides: str) -> DictConfig:
     model = [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
     return load_config(compose([
-        *(f"~{group}" for group in FOREIGN_GROUPS), "tracking.enabled=false", *model,
+        *(f"~{group}" for group in (*FOREIGN_GROUPS, "build_dialogues")), "tracking.enabled=false", *model,
         "trainer.enable_progress_bar=false", "trainer.num_threads=1",
         f"sft.data_dir={tmp_path / 'dialogues'}", f"sft.tokenizer_dir={tmp_path / 'tokenizer'}",
         f"sft.init_checkpoint={tmp_path / 'pretrain' / 'best.ckpt'}",
