@@ -115,14 +115,14 @@ def test_parse_overlapping_and_empty_cues_are_counted() -> None:
     assert parsed.counts["empty"] == 1
 
 
-def test_parse_mangled_timing_uses_fallback_and_keeps_cues_apart() -> None:
+def test_parse_mangled_timing_is_repaired_and_keeps_cues_apart() -> None:
     text = (
         "1\n00:00:01,000 --> 00:00:02,000\nFirst cue.\n\n"
         "2\n00: 00: 49,412 -> 00: 00: 52,404\nSecond cue.\n\n"
         "3\n00:00:53,000 --> 00:00:54,000\nThird cue.\n"
     )
     parsed = parse_subtitle(text, SubsParseConfig())
-    assert parsed.parser == "fallback"
+    assert parsed.counts["timing_repaired"] == 1
     assert [c.text for c in parsed.cues] == ["First cue.", "Second cue.", "Third cue."]
     assert parsed.cues[1].start_ms == 49412
 

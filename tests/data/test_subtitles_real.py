@@ -101,7 +101,8 @@ def test_languages_detected(results: dict[str, FileResult]) -> None:
 
 
 def test_specific_defects_handled(results: dict[str, FileResult]) -> None:
-    assert results["subtitletools__en_broken-by-google-translate.srt"].parser == "fallback"
+    # Every timing line of that file was mangled ("00: 00: 49,412 -> ..."): all four repaired.
+    assert results["subtitletools__en_broken-by-google-translate.srt"].cue_counts["timing_repaired"] == 4
     assert results["subtitletools__en_broken-by-google-translate.srt"].utterances[1].start_ms == 153382
     capability = results["pysrt__en__capability_tester.srt"]
     assert capability.rules["zero_duration"] == 2 and capability.rules["ass_tag"] >= 14

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 import src.data.subtitles.stage as clean_module
 from src.config import compose, load_config
-from src.data.subtitles.stage import OUTPUT_SCHEMA, clean_many, clean_subs
 from src.data.subtitles.report import FileRecord
+from src.data.subtitles.stage import OUTPUT_SCHEMA, clean_many, clean_subs
 from src.paths import shared_data_dir
 from src.stage import StageRun
 from tests.data.subtitle_fixtures import srt

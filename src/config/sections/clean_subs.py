@@ -43,7 +43,6 @@ class SubsFluffRules:
     music: bool = True  # ♪ ... ♪ lyrics and "Song" playing
     lone_symbol: bool = True  # lines with no letter or digit left (*, -, ...)
     speaker_label: bool = True  # JERRY: / ДЖОН:
-    timing_residue: bool = True  # broken timing lines that ended up inside cue text
     caps_caption: bool = True  # ALL-CAPS on-screen captions inside a mixed-case file
     caps_caption_min_letters: int = 8
     foreign_script_line: bool = True  # e.g. Chinese lines of a bilingual zh/en file kept as en

@@ -4,8 +4,9 @@ Four scopes, applied in this order:
 - markup: HTML tags (<i>, <font ...>) and ASS override tags ({\\an8}) are removed, text kept;
 - cue rules drop the whole cue: site ads and credits span several lines ("Subtitles by" + a name);
 - span rules cut a piece out of a cue ([music], ( wind whistling ), ♪ ... ♪);
-- line rules drop one line (URLs, leftover timing lines, on-screen captions, nothing left but symbols)
-  or cut its speaker label ("JERRY:").
+- line rules drop one line (URLs, on-screen captions, nothing left but symbols) or cut its speaker
+  label ("JERRY:"). One of them is not a switch: a line holding two timestamp-like groups (a timing
+  line that reached the text, however mangled) is never dialogue (`timing_like_line`).
 
 Speed: a file's cues are joined with a separator line no pattern can cross, and every regex runs once
 over the whole file; per cue only what a pass found is looked at. Calling each regex once per cue
@@ -26,7 +27,7 @@ import numpy as np
 
 from src.config.sections.clean_subs import SubsFluffRules
 from src.data.subtitles.charcount import CharClass, bmp_points
-from src.data.subtitles.srt_parse import TIMING_LINE
+from src.data.subtitles.srt_parse import TIMING_LIKE, TIMING_LINE, is_timing_like, might_hold_timing
 
 _HTML_TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
 _ASS_TAG = re.compile(r"\{\\[^{}\x00]*\}|\{[A-Za-z]:[^{}\x00]*\}")  # {\an8} and MicroDVD's {y:i}
@@ -100,8 +101,6 @@ _UPPER_CLASS, _LOWER_CLASS, _LETTER_CLASS = CharClass(_UPPER), CharClass(_LOWER)
 _SCRIPT_LETTERS = {name: CharClass(own) for name, (own, _) in _SCRIPT_RX.items()}
 # A line `_MUSIC_LINE` drops holds one of these (its quoted-title form: a quote, then a space).
 _MUSIC_LINE_NEEDLES = ("♪", "♫", "#", '" ', "” ", "» ", "' ")
-# Every timing line has a dash before its ">".
-_ARROW = re.compile(r"-\s*>")
 # Below this code point the characters that count as "a letter outside the script" are listed
 # exactly; from it on every character is a candidate (the general punctuation below it is not).
 _SCRIPT_SCAN_LIMIT = 0x2070
@@ -327,8 +326,8 @@ def clean_cues(
     joined = _Joined(bodies, spanned)
     # One pass per line rule over the whole file says which cues need a per-line look.
     timing = set()
-    if r.timing_residue and _ARROW.search(spanned) is not None:
-        timing = joined.cues_hit(TIMING_LINE)
+    if might_hold_timing(spanned):
+        timing = joined.cues_hit(TIMING_LIKE) | joined.cues_hit(TIMING_LINE)
     url = joined.lower(bodies).cues_hit(_URL, keep=_is_url) if r.url else set()
     music = set()
     if r.music and any(needle in spanned for needle in _MUSIC_LINE_NEEDLES):
@@ -356,8 +355,8 @@ def clean_cues(
             line = line.strip()
             if not line:
                 continue
-            if k in timing and TIMING_LINE.match(line):
-                counts["timing_residue"] += 1
+            if k in timing and is_timing_like(line):
+                counts["timing_like_line"] += 1
                 continue
             if k in url and has_url(line.lower()):
                 counts["url"] += 1

@@ -10,6 +10,12 @@ The fallback trusts nothing but timing lines: a cue is everything between one ti
 minus an index number right before the next timing. That survives missing or out-of-order indexes,
 blank lines inside cues, stacked timing lines, coordinates after the timing and mangled timings
 such as `00: 00: 49,412 -> 00: 00: 52,404`, `00:00:01 --> 00:00:10` or `00:00:01.266`.
+
+Machine translation and HTML round trips mangle the arrow too: `-&gt;`, `- & gt;`, an en dash, em
+dash or minus sign for the hyphen, spaces inside the stamps. Neither grammar reads such a line, so
+it lands in a cue's text (or before the first cue) and the file is rejected; then every timing line
+is rewritten in the canonical form first and the strict reading, the library and the fallback all
+get the repaired text. Untouched files never pay for that pass.
 """
 
 from __future__ import annotations
@@ -22,8 +28,26 @@ import srt
 
 from src.config.sections.clean_subs import SubsParseConfig
 
-_TS = r"(\d{1,3})\s*[:.]\s*(\d{1,2})\s*[:.]\s*(\d{1,2})(?:\s*[,.:]\s*(\d{1,3}))?"
-TIMING_LINE = re.compile(rf"^\s*{_TS}\s*-{{1,2}}\s*>\s*{_TS}(.*)$", re.MULTILINE)
+# Spaces that appear inside mangled stamps (translation tools put no-break and thin spaces there too).
+_SP = "[ \t\u00a0\u2009\u202f]"
+# A timestamp as written or mangled: hours, minutes, seconds and an optional fraction.
+_TS = rf"(\d{{1,3}}){_SP}*[:.]{_SP}*(\d{{1,2}}){_SP}*[:.]{_SP}*(\d{{1,2}})(?:{_SP}*[,.:]{_SP}*(\d{{1,3}}))?"
+# Characters written where the arrow's hyphen was: hyphen-minus, Unicode hyphens and dashes, minus sign.
+_DASH_CHARS = "\\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"
+# The arrow's ">": itself, HTML-escaped (also twice, or with spaces inside the entity), or a look-alike.
+_ARROW_HEAD = rf"(?:[>\uff1e\u203a]|&(?:amp;)?{_SP}*[gG][tT]{_SP}*;?|&#0*62;|&#[xX]0*3[eE];)"
+_ARROW_LIKE = rf"(?:(?:[{_DASH_CHARS}]{_SP}*){{1,3}}{_ARROW_HEAD}|\u2192)"
+TIMING_LINE = re.compile(rf"^{_SP}*{_TS}{_SP}*{_ARROW_LIKE}{_SP}*{_TS}(.*)$", re.MULTILINE)
+# Two timestamp-like groups (H:MM:SS with an optional fraction, spaces allowed) on one line, whatever
+# stands between: never a line of dialogue, arrow or not.
+_TS_LIKE = rf"[0-9]{{1,3}}{_SP}*:{_SP}*[0-9]{{1,2}}{_SP}*:{_SP}*[0-9]{{1,2}}(?:{_SP}*[,.:]{_SP}*[0-9]{{1,3}})?"
+TIMING_LIKE = re.compile(rf"{_TS_LIKE}[^\n\x00]*?{_TS_LIKE}")
+# Cheap gates: text without "x:NN:" and without "-" before ">" can hold neither kind of line
+# (both patterns start with a literal; a digit-led pattern would stop at every digit of the text).
+_HMS_GATE = re.compile(rf":{_SP}*[0-9]{{1,2}}{_SP}*:")
+_HYPHEN_ARROW = re.compile(r"-\s*>")
+# A timing line the library's grammar reads as it stands (repairs are counted against it).
+_LIBRARY_TIMING = re.compile(rf"{srt.RGX_TIMESTAMP} *-[ -] *> *{srt.RGX_TIMESTAMP}")
 _INDEX_LINE = re.compile(r"^\s*-?\d+\s*$")
 _EOL = re.compile(r"\r\n?")
 # The srt library's timestamp: three numbers and an optional fraction, with any of its delimiters.
@@ -45,8 +69,6 @@ _FIXED_STAMP_WEIGHTS = np.array([36_000_000, 3_600_000, 0, 600_000, 60_000, 0, 1
 # Where the library's grammar starts a cue after a line break: an index, whitespace, a timestamp.
 _LIBRARY_DELIM = "[,.:，．。：]"
 _CUE_START = re.compile(rf"\n-?[0-9]+\.?[0-9]*\s*\n[0-9]+{_LIBRARY_DELIM}[0-9]+{_LIBRARY_DELIM}[0-9]+")
-# Every timing line has a dash before its ">": files without one need no timing-line search.
-_ARROW = re.compile(r"-\s*>")
 
 
 class LibraryRejected(ValueError):
@@ -82,6 +104,29 @@ def parse_timing(line: str) -> tuple[int, int, str] | None:
         return None
     g = m.groups()
     return _ms(*g[0:4]), _ms(*g[4:8]), g[8].strip()
+
+
+def _stamp(ms: int) -> str:
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+
+def canonicalize_timing_lines(text: str) -> tuple[str, int]:
+    """Every timing line rewritten as `HH:MM:SS,mmm --> HH:MM:SS,mmm` (trailing text kept), and the
+    number of lines the library's grammar could not have read as they stood (the repairs)."""
+    repaired = 0
+
+    def canonical(m: re.Match[str]) -> str:
+        nonlocal repaired
+        g = m.groups()
+        if _LIBRARY_TIMING.match(m.group().lstrip()) is None:
+            repaired += 1
+        trailing = g[8].strip()
+        return f"{_stamp(_ms(*g[0:4]))} --> {_stamp(_ms(*g[4:8]))}" + (f" {trailing}" if trailing else "")
+
+    return TIMING_LINE.sub(canonical, text), repaired
 
 
 def _library_ms(stamp: str) -> int:
@@ -149,11 +194,21 @@ def _parse_strict(text: str) -> list[Cue] | None:
     return list(map(Cue, map(int, indexes), _stamps_ms(starts), _stamps_ms(ends), texts))
 
 
+def might_hold_timing(text: str) -> bool:
+    """False when `text` surely holds no timing line (TIMING_LINE) and no TIMING_LIKE line."""
+    return _HMS_GATE.search(text) is not None or _HYPHEN_ARROW.search(text) is not None
+
+
+def is_timing_like(line: str) -> bool:
+    """A line that is (or holds) a timing line, however mangled: two timestamps, or a TIMING_LINE."""
+    return TIMING_LIKE.search(line) is not None or TIMING_LINE.match(line) is not None
+
+
 def _swallowed_timing(cues: list[Cue]) -> Cue | None:
     """The first cue whose text holds a timing line. One search over all texts joined by a line the
     pattern cannot cross (it stays on its own lines and never matches NUL) instead of one per cue."""
     joined = "\n\x00\n".join(c.text for c in cues)
-    if _ARROW.search(joined) is None or TIMING_LINE.search(joined) is None:
+    if not might_hold_timing(joined) or TIMING_LINE.search(joined) is None:
         return None
     return next((c for c in cues if TIMING_LINE.search(c.text)), None)
 
@@ -194,29 +249,47 @@ def _counts(cues: list[Cue]) -> dict[str, int]:
             "overlapping": overlapping, "empty": empty, "zero_duration": zero}
 
 
+def _parse_grammar(text: str) -> list[Cue]:
+    """The cues as the `srt` library's grammar reads them (our strict reading when it applies);
+    raises LibraryRejected when the grammar does not cover the file."""
+    strict = _parse_strict(text)
+    cues = strict if strict is not None else _parse_with_library(text)
+    if not cues:
+        raise LibraryRejected("no cue in the library's grammar")
+    # The library reads a cue it cannot parse as part of the previous cue's text (it allows
+    # blank lines inside cues); a timing line inside a cue's text means exactly that happened.
+    swallowed = _swallowed_timing(cues)
+    if swallowed is not None:
+        raise LibraryRejected(f"a timing line inside the text of cue {swallowed.index}")
+    return cues
+
+
 def parse_subtitle(text: str, cfg: SubsParseConfig) -> Parsed:
     """Parse decoded SRT text (any line endings) into cues; never raises on malformed input."""
     text = _EOL.sub("\n", text).lstrip("\ufeff")
     warnings: list[str] = []
+    repaired = 0
     try:
-        strict = _parse_strict(text)
-        cues = strict if strict is not None else _parse_with_library(text)
-        parser = "srt"
-        if not cues and TIMING_LINE.search(text) is None:
-            return Parsed([], parser, ["no SRT timing line found"], _counts([]))
-        if not cues:
-            raise LibraryRejected("no cue in the library's grammar")
-        # The library reads a cue it cannot parse as part of the previous cue's text (it allows
-        # blank lines inside cues); a timing line inside a cue's text means exactly that happened.
-        swallowed = _swallowed_timing(cues)
-        if swallowed is not None:
-            raise LibraryRejected(f"a timing line inside the text of cue {swallowed.index}")
+        cues, parser = _parse_grammar(text), "srt"
     except (LibraryRejected, ValueError) as exc:
         reason = str(exc)
-        cues, warnings = _parse_fallback(text)
-        parser = "fallback"
-        warnings.insert(0, f"srt library rejected the file ({reason}); used the fallback parser")
+        if TIMING_LINE.search(text) is None:
+            return Parsed([], "srt", ["no SRT timing line found"], _counts([]))
+        # Mangled timing lines are what the grammar most often trips on: repair them, then let the
+        # grammar try again (a file whose only defect they were reads as if written right).
+        text, repaired = canonicalize_timing_lines(text)
+        try:
+            if not repaired:
+                raise LibraryRejected(reason) from None  # the same text: the same answer
+            cues, parser = _parse_grammar(text), "srt"
+        except (LibraryRejected, ValueError) as again:
+            cues, warnings = _parse_fallback(text)
+            parser = "fallback"
+            warnings.insert(0, f"srt library rejected the file ({again}); used the fallback parser")
     counts = _counts(cues)
+    counts["timing_repaired"] = repaired
+    if repaired:
+        warnings.append(f"{repaired} mangled timing line(s) repaired (HTML-escaped arrow, other dashes, spaces)")
     for key in ("missing_index", "out_of_order", "overlapping", "empty", "zero_duration"):
         if counts[key]:
             warnings.append(f"{counts[key]} {key.replace('_', ' ')} cue(s)")

@@ -29,8 +29,13 @@ from tqdm import tqdm
 from src.atomic_io import atomic_path
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.data.readers import InputFileError, read_parquet
-from src.data.subtitles.file_cleaner import FileResult, Normalizer, clean_subtitle_bytes, load_normalizer
 from src.data.subtitles.dedup import Candidate, find_duplicates
+from src.data.subtitles.file_cleaner import (
+    FileResult,
+    Normalizer,
+    clean_subtitle_bytes,
+    load_normalizer,
+)
 from src.data.subtitles.fluff import FluffPatterns
 from src.data.subtitles.report import FileRecord, write_report
 from src.paths import resolve
