@@ -14,8 +14,10 @@ from src.config import compose, load_config
 
 VOCAB = 48
 EOT = 0
+# Data-stage groups, dropped from test configs (their schema defaults apply): training reads none of
+# them, and their files interpolate one another (build_dialogues and tokenize read tokenizer.out_dir).
 FOREIGN_GROUPS = ("normalize", "scrape_librus", "clean_librus", "scrape_opensubs", "clean_subs",
-                  "tokenizer", "tokenize")
+                  "tokenizer", "tokenize", "build_dialogues")
 
 
 def write_tokens(directory: Path, n_train: int = 6000, n_val: int = 1500, seed: int = 0) -> Path:
