@@ -3,8 +3,11 @@
     python -m src.chat CHECKPOINT_OR_EXPORT [--mode auto|chat|base] [--system TEXT] [--temp 0.8] ...
 
 chat mode renders the conversation with the chat template (src/generation/chat_template.py) and
-stops a reply at <|end|>; base mode continues each line you type as plain text. auto = chat when
-the checkpoint/export is marked as chat-tuned, else base. Slash commands: see HELP.
+stops a reply at <|end|> (or any other special token); base mode continues each line you type as
+plain text. auto = chat when the checkpoint/export is marked as chat-tuned, else base. What you type
+goes through the corpus normalizer first (ё→е, quotes, dashes, ellipsis), as the training text did.
+A share of the context (--reply-share) is kept for the reply; older messages that no longer fit
+beside it are dropped, and the session says so. Slash commands: see HELP.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from typing import Any, TextIO
 
 import torch
 
+from src.config.sections.generation import GenerationConfig
 from src.generation import chat_template
 from src.generation.engine import Engine, TokenEvent
 from src.generation.loading import LoadError, load_for_generation
 from src.generation.precision import PRECISIONS
 from src.generation.sampling import SamplingParams
+from src.tokenizers.base import SPECIAL_TOKENS
 
 HELP = """commands:
   /temp X         sampling temperature (0 = greedy)
   /top_p X        nucleus sampling mass (1 = off)
   /top_k N        sample among the N likeliest tokens (0 = off)
-  /max_tokens N   reply length limit
+  /max_tokens N   reply length limit (in chat also at most the context's reply share)
   /rep_penalty X  repetition penalty (1 = off)
   /system TEXT    set the system message (empty: none); the conversation is kept
   /reset          forget the conversation
@@ -51,6 +56,10 @@ class ChatSession:
     history: list[dict[str, str]] = field(default_factory=list)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     last_ids: list[int] = field(default_factory=list)
+    # Share of the context kept for the reply (GenerationConfig.reply_share).
+    reply_share: float = GenerationConfig.reply_share
+    # The training text's normalize section (LoadedModel.normalize; None: the defaults).
+    normalize: dict[str, Any] | None = None
 
     @property
     def tokenizer(self):  # noqa: ANN201 - any object with the tokenizer interface
@@ -63,19 +72,31 @@ class ChatSession:
             msgs.append({"role": "user", "content": user_text})
         return msgs
 
-    def prompt_ids(self, user_text: str | None) -> tuple[list[int], int]:
-        """Ids to feed, and how many old turns were dropped so the reply fits the context."""
-        if not self.chat:
-            return self.tokenizer.encode(user_text or ""), 0
-        budget = self.engine.block_size - self.params.max_new_tokens
-        dropped = 0
-        while True:
-            ids = chat_template.encode(self.tokenizer, self.messages(user_text))
-            if len(ids) <= budget or not self.history:
-                return ids, dropped
-            # Drop the oldest exchange (a user turn and the reply to it), keep the system message.
-            del self.history[:2]
-            dropped += 1
+    def fit(self, user_text: str | None) -> chat_template.FittedPrompt:
+        """The chat prompt for the conversation plus `user_text`, cropped to leave the reply its
+        share of the context (ContextError when the newest message alone does not fit)."""
+        return chat_template.fit_to_context(self.tokenizer, self.messages(user_text), self.engine.block_size,
+                                            self.params.max_new_tokens, self.reply_share)
+
+    def base_prompt(self, text: str) -> tuple[list[int], int]:
+        """Base mode: the line's ids, keeping its end when the reply's share would not fit; and how
+        many tokens were cut from its start."""
+        ids = self.tokenizer.encode(text)
+        keep = self.engine.block_size - chat_template.reply_reserve(
+            self.engine.block_size, self.params.max_new_tokens, self.reply_share)
+        return ids[-keep:], max(0, len(ids) - keep)
+
+    def prepare(self, role: str, text: str) -> str | None:
+        """Typed text normalized as the training text was; None (after saying why) when it holds a
+        special token. The same check and message for user and system text."""
+        text = chat_template.normalize_user_text(text, self.normalize)
+        if self.chat:
+            try:
+                chat_template.check_content(role, text)
+            except ValueError as exc:
+                self.say(f"refused: {exc}")
+                return None
+        return text
 
     def handle(self, line: str) -> bool:
         """Process one input line; False when the session should end."""
@@ -106,8 +127,10 @@ class ChatSession:
             if not self.chat:
                 self.say("/system: a base model has no system message (use a chat model or --mode chat)")
             else:
-                self.system = arg
-                self.say(f"system message {'set' if arg else 'cleared'}")
+                text = self.prepare("system", arg)
+                if text is not None:
+                    self.system = text
+                    self.say(f"system message {'set' if text else 'cleared'}")
         elif name == "/reset":
             self.history.clear()
             self.say("conversation cleared")
@@ -119,9 +142,17 @@ class ChatSession:
 
     def show_template(self) -> None:
         if self.chat:
-            ids, _ = self.prompt_ids(None)
+            try:
+                fitted = self.fit(None)
+            except chat_template.ContextError as exc:
+                self.say(f"/template: {exc}")
+                return
+            ids = fitted.ids
             self.say("(the conversation so far plus the generation prompt; your next message goes "
                      "before the final <|assistant|>)")
+            if fitted.dropped:
+                self.say(f"({fitted.dropped} older message(s) no longer fit beside the reply's share "
+                         "of the context and are left out)")
         else:
             ids = self.last_ids
             self.say("(base mode: the model is fed exactly the line you type, nothing added; "
@@ -129,25 +160,38 @@ class ChatSession:
         self.say(chat_template.show_tokens(self.tokenizer, ids))
 
     def reply(self, text: str) -> None:
+        prepared = self.prepare("user", text)
+        if prepared is None:
+            return
+        params = self.params
         if self.chat:
             try:
-                chat_template.validate([{"role": "user", "content": text}])
-            except ValueError as exc:
+                fitted = self.fit(prepared)
+            except chat_template.ContextError as exc:
                 self.say(f"not sent: {exc}")
                 return
-        ids, dropped = self.prompt_ids(text)
-        if dropped:
-            self.say(f"(dropped the {dropped} oldest exchange(s) to fit the context)")
+            ids, params = fitted.ids, params.with_(max_new_tokens=fitted.max_new_tokens)
+            if fitted.dropped:
+                # Dropped for good: the next prompt would have to leave them out as well.
+                del self.history[:fitted.dropped]
+                self.say(f"(dropped the {fitted.dropped} oldest message(s) of the conversation: the "
+                         f"context holds {self.engine.block_size} tokens and {fitted.max_new_tokens} "
+                         "are kept for the reply)")
+            stop_ids, stop_strings = chat_template.special_ids(self.tokenizer), SPECIAL_TOKENS
+        else:
+            ids, cut = self.base_prompt(prepared)
+            if cut:
+                self.say(f"(the first {cut} tokens of the line do not fit beside the reply and are left out)")
+            stop_ids, stop_strings = [self.tokenizer.eot_id], ()
         if not ids:
             return
         self.last_ids = ids
         self.out.write("bot> " if self.chat else "... ")
         self.out.flush()
-        stop_ids = None if self.chat else [self.tokenizer.eot_id]
         start = time.perf_counter()
         tokens: list[int] = []
         printer = StreamPrinter(self.tokenizer, self.out)
-        for event in self._events(ids, stop_ids):
+        for event in self._events(ids, params, stop_ids, stop_strings):
             if event.finish_reason != "stop_token":
                 tokens.append(event.token)
                 printer.push(tokens)
@@ -156,25 +200,37 @@ class ChatSession:
         rate = len(tokens) / elapsed if elapsed > 0 else 0.0
         self.say(f"[{len(tokens)} tokens, {elapsed * 1e3:.0f} ms, {rate:.1f} tok/s]")
         if self.chat:
-            self.history += [{"role": "user", "content": text},
-                             {"role": "assistant", "content": self.tokenizer.decode(tokens)}]
+            self.history += [{"role": "user", "content": prepared},
+                             {"role": "assistant", "content": chat_template.clean_reply(self.tokenizer.decode(tokens))}]
 
-    def _events(self, ids: list[int], stop_ids: list[int] | None) -> Iterator[TokenEvent]:
-        return self.engine.iter_events([ids], self.params, stop_ids=stop_ids, seed=self.seed)
+    def _events(self, ids: list[int], params: SamplingParams, stop_ids: list[int],
+                stop_strings: tuple[str, ...]) -> Iterator[TokenEvent]:
+        return self.engine.iter_events([ids], params, stop_ids=stop_ids, stop_strings=stop_strings,
+                                       seed=self.seed)
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
 
+def without_partial_tag(text: str) -> str:
+    """`text` less a trailing start of a special-token string ("<", "<|us"), which may still grow
+    into a tag that must not be shown."""
+    for k in range(min(len(text), max(map(len, SPECIAL_TOKENS)) - 1), 0, -1):
+        if any(t.startswith(text[-k:]) for t in SPECIAL_TOKENS):
+            return text[:-k]
+    return text
+
+
 class StreamPrinter:
     """Prints a growing token list as text, holding back an incomplete trailing character (a
-    byte-fallback token sequence decodes to U+FFFD until its last byte arrives)."""
+    byte-fallback token sequence decodes to U+FFFD until its last byte arrives) and anything from a
+    special-token string on (spelled out of ordinary pieces, it ends the reply)."""
 
     def __init__(self, tokenizer, out: TextIO) -> None:  # noqa: ANN001
         self.tokenizer, self.out, self.printed = tokenizer, out, ""
 
     def push(self, tokens: list[int]) -> None:
-        text = self.tokenizer.decode(tokens)
+        text = without_partial_tag(chat_template.clean_reply(self.tokenizer.decode(tokens)))
         if text.endswith("\ufffd") or not text.startswith(self.printed):
             return
         self.out.write(text[len(self.printed):])
@@ -182,7 +238,7 @@ class StreamPrinter:
         self.printed = text
 
     def finish(self, tokens: list[int]) -> None:
-        text = self.tokenizer.decode(tokens)
+        text = chat_template.clean_reply(self.tokenizer.decode(tokens))
         self.out.write((text[len(self.printed):] if text.startswith(self.printed) else "") + "\n")
         self.out.flush()
 
@@ -227,6 +283,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--top-p", type=float, default=defaults.top_p)
     ap.add_argument("--rep-penalty", type=float, default=defaults.repetition_penalty)
     ap.add_argument("--max-tokens", type=int, default=defaults.max_new_tokens)
+    ap.add_argument("--reply-share", type=float, default=defaults.reply_share,
+                    help="share of the context kept for the reply in chat (0 < X < 1); older messages "
+                         "that do not fit beside it are dropped")
     ap.add_argument("--seed", type=int, default=None, help="fixed seed: every reply is reproducible")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precision", default=defaults.precision, choices=("auto", *PRECISIONS))
@@ -244,16 +303,28 @@ def main(argv: list[str] | None = None) -> None:
         loaded = load_for_generation(args.model)
         params = SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                                 repetition_penalty=args.rep_penalty, max_new_tokens=args.max_tokens)
+        chat_template.reply_reserve(loaded.model.block_size, params.max_new_tokens, args.reply_share)
     except (LoadError, ValueError) as exc:
         sys.exit(f"chat: {exc}")
     chat = loaded.chat if args.mode == "auto" else args.mode == "chat"
+    system = chat_template.normalize_user_text(args.system, loaded.normalize)
+    if chat:
+        try:
+            chat_template.check_content("system", system)
+        except ValueError as exc:
+            sys.exit(f"chat: --system refused: {exc}")
     engine = Engine(loaded.model, loaded.tokenizer, precision=args.precision, device=args.device)
-    session = ChatSession(engine, chat, params, system=args.system, seed=args.seed, out=sys.stdout)
+    session = ChatSession(engine, chat, params, system=system, seed=args.seed, out=sys.stdout,
+                          reply_share=args.reply_share, normalize=loaded.normalize)
     cfg = loaded.model.cfg
     session.say(f"model {loaded.source}: {loaded.model.num_params() / 1e6:.2f}M parameters, "
                 f"{cfg['n_layer']} layers, context {cfg['block_size']}, vocab {cfg['vocab_size']}; "
                 f"{'chat' if chat else 'base (plain continuation)'} mode; {engine.device} "
                 f"{engine.precision}; loaded in {(time.perf_counter() - start) * 1e3:.0f} ms. /help lists commands")
+    if chat:
+        reserve = chat_template.reply_reserve(engine.block_size, params.max_new_tokens, args.reply_share)
+        session.say(f"replies up to {reserve} tokens ({args.reply_share:g} of the context, at most "
+                    f"--max-tokens {params.max_new_tokens}); older messages give way to keep that room")
     for line in read_lines(sys.stdin, sys.stdin.isatty(), sys.stdout):
         if not session.handle(line):
             break

@@ -13,13 +13,21 @@ The tags are special tokens, one id each. Nothing else is added: no begin-of-tex
 trimming of the contents. For supervised fine-tuning, `encode_for_training` marks the tokens that
 carry loss: each assistant message's content and its closing <|end|> (not the newline after it,
 which the template adds, nor any system/user tokens).
+
+Every consumer that turns typed text into a conversation (chat REPL, serving, evaluation) uses the
+same three steps from here: `normalize_user_text` (the corpus normalizer, so input looks like the
+training text), `check_content` (no special-token strings), and `fit_to_context` (whole turns
+dropped from the oldest so the prompt leaves room for the reply). A model's reply goes back into
+a conversation through `clean_reply`, so no special token is ever stored in a history.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from src.config.sections.normalize import NormalizeConfig
 from src.tokenizers.base import SPECIAL_TOKENS
 
 ROLES = ("system", "user", "assistant")
@@ -30,9 +38,27 @@ def role_tag(role: str) -> str:
     return f"<|{role}|>"
 
 
+def special_ids(tokenizer: Any) -> list[int]:
+    """Ids of every special token (end of text and the chat tags): in chat mode a reply stops on
+    any of them, and none counts for the repetition penalty."""
+    return sorted(set((getattr(tokenizer, "special_tokens", None) or {}).values()))
+
+
+def special_tokens_in(text: str) -> list[str]:
+    return [t for t in SPECIAL_TOKENS if t in text]
+
+
+def check_content(role: str, text: str) -> None:
+    """Refuse text for a `role` message that holds special-token strings (they would be read as
+    tags: a user could forge an assistant turn). The one message every consumer shows."""
+    found = special_tokens_in(text)
+    if found:
+        raise ValueError(f"{role} message contains special token(s) {found}, which only the chat "
+                         "template may write")
+
+
 def validate(messages: Sequence[Mapping[str, Any]]) -> None:
-    """Roles known, system only first, contents are strings free of special-token strings (which
-    would otherwise be read as tags: a user could forge an assistant turn)."""
+    """Roles known, system only first, contents are strings free of special-token strings."""
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
         if role not in ROLES:
@@ -41,9 +67,85 @@ def validate(messages: Sequence[Mapping[str, Any]]) -> None:
             raise ValueError(f"message {i}: a system message may only come first")
         if not isinstance(content, str):
             raise ValueError(f"message {i}: content must be a string, got {type(content).__name__}")
-        found = [t for t in SPECIAL_TOKENS if t in content]
-        if found:
-            raise ValueError(f"message {i} ({role}): content contains special token(s) {found}")
+        try:
+            check_content(role, content)
+        except ValueError as exc:
+            raise ValueError(f"message {i}: {exc}") from None
+
+
+def normalize_user_text(text: str, settings: NormalizeConfig | Mapping[str, Any] | None = None) -> str:
+    """Typed text -> the form the training text had (ё→е, quotes, dashes, ellipsis, spaces: a char
+    model has no `ё` at all). `settings`: the `normalize` section the model's training text went
+    through (LoadedModel.normalize); None -> that section's defaults."""
+    from src.text.normalize import normalize_text
+
+    return normalize_text(text, NormalizeConfig() if settings is None else settings)
+
+
+def clean_reply(text: str) -> str:
+    """A generated reply as it may enter a conversation: cut at the first special-token string (a
+    tag spelled out of ordinary pieces means the model started another turn)."""
+    cuts = [text.find(t) for t in SPECIAL_TOKENS if t in text]
+    return text[:min(cuts)] if cuts else text
+
+
+def reply_reserve(context: int, max_new_tokens: int, reply_share: float) -> int:
+    """Tokens kept free for the reply: `reply_share` of the context, at most max_new_tokens, at
+    least 1."""
+    if not 0 < reply_share < 1:
+        raise ValueError(f"reply_share must be in (0, 1), got {reply_share!r}")
+    return max(1, min(max_new_tokens, int(context * reply_share)))
+
+
+class ContextError(ValueError):
+    """The messages that must be kept (system message and the newest message) do not fit."""
+
+
+@dataclass
+class FittedPrompt:
+    ids: list[int]
+    # The messages the ids render (system message first when there is one).
+    messages: list[dict[str, Any]]
+    # How many of the oldest non-system messages were left out.
+    dropped: int
+    # The reply length that fits: min(requested, the reserve).
+    max_new_tokens: int
+
+
+def fit_to_context(tokenizer: Any, messages: Sequence[Mapping[str, Any]], context: int,
+                   max_new_tokens: int, reply_share: float,
+                   add_generation_prompt: bool = True) -> FittedPrompt:
+    """The prompt for `messages` that leaves `reply_reserve(...)` tokens of `context` to the reply:
+    whole messages are dropped from the oldest (the system message stays, and the kept part starts
+    with a user message) until the rest fits. ContextError when even the system message and the
+    last message alone do not fit."""
+    validate(messages)
+    reserve = reply_reserve(context, max_new_tokens, reply_share)
+    budget = context - reserve
+    system = [dict(m) for m in messages[:1] if m["role"] == "system"]
+    turns = [dict(m) for m in messages[len(system):]]
+    # Each message encodes on its own exactly as inside the whole document (see encode_for_training).
+    sizes = [len(encode(tokenizer, [m], add_generation_prompt=False)) for m in system + turns]
+    tail = len(tokenizer.encode(f"{role_tag('assistant')}\n")) if add_generation_prompt else 0
+    total = sum(sizes) + tail
+    first = 0  # turns[first:] are kept
+    while True:
+        # The kept part opens with a user message: a reply without its question is no exchange.
+        while first < len(turns) - 1 and turns[first]["role"] != "user":
+            total -= sizes[len(system) + first]
+            first += 1
+        if total <= budget:
+            break
+        if first >= len(turns) - 1:
+            raise ContextError(
+                f"the prompt needs {total} tokens with only the system message and the newest message, "
+                f"but the context of {context} tokens keeps {budget} for it ({reserve} are reserved for "
+                "the reply): shorten the message or the system message")
+        total -= sizes[len(system) + first]
+        first += 1
+    kept_messages = system + turns[first:]
+    ids = encode(tokenizer, kept_messages, add_generation_prompt)
+    return FittedPrompt(ids, kept_messages, first, reserve)
 
 
 def segments(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool) -> list[tuple[str, bool]]:

@@ -146,6 +146,9 @@ class Engine:
             self.model = convert_for_decoding(model, precision, self.device).eval()
         self.tokenizer = tokenizer
         self.stop_ids = tokenizer_stop_ids(tokenizer)
+        # Special tokens are left out of the repetition penalty: the template repeats <|end|> and the
+        # role tags every turn, and penalizing them would make the model stop less.
+        self.unpenalized_ids = sorted(set((getattr(tokenizer, "special_tokens", None) or {}).values()))
         # CPU attention kernels are several times faster in fp32 than in bf16, and the cache is
         # small next to the weights, so on CPU it stays fp32 whatever the weights are.
         self.cache_dtype = torch.float32 if self.device.type == "cpu" else None
@@ -285,6 +288,7 @@ class _DecodeState:
         self.seen, self.static = seen, static
         self.slot = prompt_len
         self.first_logits: Tensor
+        self.unpenalized: Tensor | None = None  # token ids never marked as seen
 
     @classmethod
     def prefill(cls, engine: Engine, prompts: list[list[int]], n: int, params: SamplingParams) -> _DecodeState:
@@ -331,10 +335,14 @@ class _DecodeState:
             counts = torch.zeros(len(prompts), logits.shape[-1], dtype=torch.int32, device=device)
             counts.scatter_add_(1, idx, valid[::n, :P].to(torch.int32))
             seen = (counts > 0).repeat_interleave(n, dim=0)
+            exempt = torch.tensor([i for i in engine.unpenalized_ids if i < seen.shape[-1]],
+                                  dtype=torch.long, device=device)
+            seen[:, exempt] = False
         if static is not None:
             static.mask.copy_(valid[:, None, None, :] & (torch.arange(max_len, device=device) < P))
         state = cls(engine, cache, valid, lengths, P, max_len, padded, seen, static)
         state.first_logits = logits
+        state.unpenalized = exempt if seen is not None else None
         return state
 
     def context_full(self, row: int, generated: int) -> bool:
@@ -347,6 +355,7 @@ class _DecodeState:
         """Feed each row's newest token (at the next slot); logits [B, V] for the token after."""
         if self.seen is not None:
             self.seen.scatter_(1, tokens[:, None], True)
+            self.seen[:, self.unpenalized] = False
         slot = self.slot
         if self.static is not None:
             logits = self.static(tokens, self.next_pos, slot)

@@ -217,3 +217,29 @@ def test_a_training_model_is_used_in_place_and_its_mode_restored():
     [c] = engine.generate([PROMPTS[0]], GREEDY.with_(max_new_tokens=8), stop_ids=[])
     assert model.training  # dropout is back on for training
     assert c.tokens == generate_no_cache(model.eval(), PROMPTS[0], 8)  # but was off while generating
+
+
+def test_repetition_penalty_leaves_special_tokens_out(monkeypatch):
+    """The template repeats <|end|> and the role tags every turn; counting them as seen would make
+    the model less likely to close its reply."""
+    import src.generation.engine as engine_module
+
+    tok = CharTokenizer("abcdefghijklmnopqrstuvwxyz .\n")
+    torch.manual_seed(0)
+    model = GPT({"vocab_size": tok.vocab_size, "block_size": 64, "n_layer": 1, "n_head": 2, "n_embd": 32})
+    engine = Engine(model, tok, precision=None)
+    seen_rows = []
+    real_sample = engine_module.sample
+
+    def recording_sample(logits, params, seen=None, generator=None):
+        seen_rows.append(seen[0].clone())
+        return real_sample(logits, params, seen, generator)
+
+    monkeypatch.setattr(engine_module, "sample", recording_sample)
+    prompt = tok.encode("<|user|>\nhi<|end|>\n<|assistant|>\n")
+    engine.generate([prompt], GREEDY.with_(max_new_tokens=6, repetition_penalty=1.5), stop_ids=[])
+    specials = list(tok.special_tokens.values())
+    assert len(seen_rows) == 6
+    for seen in seen_rows:
+        assert not seen[specials].any()
+        assert seen[tok.token_to_id("h")] and seen[tok.token_to_id("\n")]
