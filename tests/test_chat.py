@@ -214,3 +214,18 @@ def test_typed_text_is_normalized_before_it_reaches_the_model(tmp_path, monkeypa
     assert "<|system|>\na b<|end|>" in template
     assert "<|user|>\nелка… «there» — yes<|end|>" in template
     assert "<unk>" not in out.split("--- ids")[1]
+
+
+@pytest.mark.parametrize("key,value", [("reply_share", 0.0), ("reply_share", 1.0), ("top_p", 0.0),
+                                       ("max_new_tokens", 0)])
+def test_generation_values_out_of_range_are_refused_at_load(key, value) -> None:
+    from src.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=rf"bad config value 'generation\.{key}'"):
+        load_config({"generation": {key: value}}, origin="test")
+
+
+def test_a_reply_share_out_of_range_ends_the_cli_with_one_line(tmp_path, monkeypatch, capsys):
+    ckpt = write_checkpoint(tmp_path, chat=True)
+    with pytest.raises(SystemExit, match="chat: reply_share must be in"):
+        run_chat(monkeypatch, capsys, [str(ckpt), "--reply-share", "1.5"], "")

@@ -24,7 +24,7 @@ from src.atomic_io import write_json_atomic
 from src.training.checkpoint import BEST, LAST
 from src.training.data import TokenDataModule, bits_per_byte
 from src.training.flops import mfu
-from src.training.sampling import sample_tokens
+from src.training.sample_generations import sample_tokens
 
 
 def _sync(device: torch.device) -> None:
