@@ -41,7 +41,8 @@ def test_sweep_gives_one_tracked_run_per_point(tmp_path: Path, tmp_tracking_uri:
     assert sorted(r.data.params["model.n_layer"] for r in runs) == ["1", "2"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.params["pretrain.name"] == "cpu_smoke" for r in runs)
-    reports = sorted((tmp_path / "sweep").rglob("metrics.json"))
+    # One report per job directory (a copy also sits beside each job's checkpoints).
+    reports = sorted(p for p in (tmp_path / "sweep").rglob("metrics.json") if p.parent.name != "checkpoints")
     assert len(reports) == 2
     params = sorted(json.loads(p.read_text())["params"] for p in reports)
     assert params[0] < params[1]
