@@ -10,8 +10,8 @@ import pytest
 from src.stage import StageRun
 from src.training.checkpoint import identity_diff
 from src.training.data import TokenDataModule, even_val_batches, read_meta
-from src.training.pretrain import PretrainConfigError, build_trainer, model_config, run_identity
 from src.training.module import PretrainModule
+from src.training.pretrain import PretrainConfigError, build_trainer, model_config, run_identity
 
 
 @pytest.mark.parametrize("n,world,expected", [(8, 1, 8), (8, 2, 8), (8, 3, 6), (7, 4, 4), (5, 5, 5)])
