@@ -32,6 +32,10 @@ class StageSummary:
     wrote: dict[str, float] = field(default_factory=dict)
     dropped: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Wall-clock figures (throughput, phase times). They live here (printed, logged to MLflow, in
+    # summary.json) and never in a DVC-tracked output, whose hash must depend on content alone:
+    # a fresh clone's `dvc repro` then reproduces the committed dvc.lock exactly.
+    timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, bucket: str, key: str, n: float = 1) -> None:
@@ -42,6 +46,7 @@ class StageSummary:
         return {
             "stage": self.stage, "seconds": round(self.seconds, 3), "read": self.read,
             "wrote": self.wrote, "dropped": self.dropped, "notes": self.notes,
+            "timings": self.timings,
         }
 
     def metrics(self) -> dict[str, float]:
@@ -49,6 +54,7 @@ class StageSummary:
         for bucket in ("read", "wrote", "dropped"):
             for key, value in getattr(self, bucket).items():
                 out[f"summary.{bucket}.{key}"] = float(value)
+        out.update({f"timing.{key}": float(value) for key, value in self.timings.items()})
         return out
 
     def render(self) -> str:
@@ -62,6 +68,8 @@ class StageSummary:
                 label = bucket if i == 0 else ""
                 shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"
                 lines.append(f"  {label:<8}{key:<40}{shown:>16}")
+        for i, (key, value) in enumerate(self.timings.items()):
+            lines.append(f"  {'timing' if i == 0 else '':<8}{key:<40}{value:>16,.3f}")
         lines.extend(f"  note    {note}" for note in self.notes)
         return "\n".join(lines)
 

@@ -23,6 +23,15 @@ def test_summary_renders_counts() -> None:
     assert s.metrics()["summary.read.pages"] == 5.0
 
 
+def test_timings_are_shown_and_logged_apart_from_counts() -> None:
+    s = StageSummary("x")
+    s.add("wrote", "rows", 3)
+    s.timings["tokens_per_s"] = 1234.5
+    assert "timing  tokens_per_s" in s.render()
+    assert s.metrics() == {"summary.wrote.rows": 3.0, "timing.tokens_per_s": 1234.5}
+    assert s.to_dict()["timings"] == {"tokens_per_s": 1234.5}
+
+
 def test_stage_run_is_tracked(tmp_tracking_uri: str) -> None:
     import mlflow
 

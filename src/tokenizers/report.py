@@ -97,7 +97,6 @@ def report_metrics(report: dict[str, Any]) -> dict[str, float]:
         "tokenizer.probes_exact_rate": sum(p["exact"] for p in report["roundtrip_probes"].values())
         / len(report["roundtrip_probes"]),
         "tokenizer.special_tokens_atomic": float(all(report["special_tokens_atomic"].values())),
-        "tokenizer.train_seconds": report["training"]["seconds"],
     }
 
 
@@ -117,7 +116,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| exact round trip (documents) | {held['docs_roundtrip_exact']} / {held['docs']} |",
         f"| unknown / byte-fallback tokens | {held['fallback_tokens']:,} "
         f"({100 * held['fallback_rate']:.4f} %) |",
-        f"| training seconds | {report['training']['seconds']:.1f} |",
         "",
         "## Round-trip probes",
         "",

@@ -7,6 +7,7 @@ step costs no host-device synchronization.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -51,6 +52,19 @@ class StepCallback(Callback):
 
     def on_step(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         raise NotImplementedError
+
+
+THROUGHPUT_FILE = "throughput.json"  # beside metrics.json, not tracked by DVC
+
+
+def read_throughput(report_file: Path) -> dict[str, float]:
+    """Wall-clock figures of the training that just ended (the stage removes the file before it
+    trains, so a rerun that had nothing left to train reports none)."""
+    path = report_file.with_name(THROUGHPUT_FILE)
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
 
 
 class TrainingMonitor(StepCallback):
@@ -239,9 +253,15 @@ class Evaluator(StepCallback):
             **{k: v for k, v in last.items() if k not in {"step", "val_loss", "val_bpb"}},
             "best_val_loss": self.best_loss if self.best_step >= 0 else None,
             "best_step": self.best_step,
+        }
+        # Throughput stays out of metrics.json: DVC tracks that file (and the checkpoint folder),
+        # and a wall-clock figure there would change dvc.lock on every identical rerun.
+        throughput = {
             "tokens_per_s": self.monitor.mean_tokens_per_s if self.monitor.run_seconds else None,
             "mfu": self.monitor.latest.get("train/mfu"),
+            "train_seconds": self.monitor.run_seconds,
         }
+        write_json_atomic(self.plan.report_file.with_name(THROUGHPUT_FILE), throughput)
         write_json_atomic(self.plan.report_file, report)
         # A copy beside the checkpoints, which DVC keeps (persist): see pretrain.restore_finished_report.
         write_json_atomic(self.plan.ckpt_dir / "metrics.json", report)

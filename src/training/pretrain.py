@@ -24,7 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import ConfigError
 from src.paths import resolve
 from src.stage import StageRun
-from src.training.callbacks import EvalPlan, Evaluator, SampleSettings, TrainingMonitor
+from src.training.callbacks import (
+    THROUGHPUT_FILE,
+    EvalPlan,
+    Evaluator,
+    SampleSettings,
+    TrainingMonitor,
+    read_throughput,
+)
 from src.training.checkpoint import (
     BEST,
     LAST,
@@ -296,14 +303,16 @@ def pretrain(cfg: DictConfig, run: StageRun) -> None:
     trainer, datamodule = build_trainer(cfg, module, meta, run)
     ckpt_dir = resolve(p.ckpt_dir)
     resume_from = resume_point(cfg, identity, ckpt_dir, run)
+    report_file = resolve(p.report_dir) / "metrics.json"
+    report_file.with_name(THROUGHPUT_FILE).unlink(missing_ok=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
 
-    report_file = resolve(p.report_dir) / "metrics.json"
     restore_finished_report(ckpt_dir, report_file, run)
     report = json.loads(report_file.read_text(encoding="utf-8"))
     run.log_metrics({f"final.{k}": v for k, v in report.items() if isinstance(v, (int, float))})
     run.log_artifact(report_file)
     record_summary(run, meta, report, ckpt_dir)
+    run.summary.timings.update(read_throughput(report_file))
 
 
 def restore_finished_report(ckpt_dir: Path, report_file: Path, run: StageRun) -> None:
@@ -323,6 +332,6 @@ def record_summary(run: StageRun, meta: TokenMeta, report: dict[str, Any], ckpt_
     run.summary.add("read", "val_tokens", meta.split("val").n_tokens)
     run.summary.add("wrote", "optimizer_steps", report["steps"])
     run.summary.add("wrote", "checkpoints", sum(1 for _ in ckpt_dir.glob("*.ckpt")))
-    for key in ("val_loss", "val_bpb", "tokens_per_s"):
+    for key in ("val_loss", "val_bpb"):
         if report.get(key) is not None:
             run.summary.add("wrote", key, report[key])
