@@ -28,7 +28,7 @@ STAGES: dict[str, Stage] = {
     "clean_subs": Stage("src.data.subtitles.stage:clean_subs", ("clean_subs", "normalize")),
     "train_tokenizer": Stage("src.tokenizers.train:train_tokenizer", ("tokenizer", "normalize")),
     "tokenize": Stage("src.tokenizers.encode:tokenize_corpus", ("tokenize", "tokenizer")),
-    "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain")),
+    "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain", "normalize")),
     "sft": Stage("src.training.sft:sft", ("seed", "model", "trainer", "sft")),
     "build_dialogues": Stage("src.data.dialogues.build:build_dialogues", ("build_dialogues", "normalize")),
 }
