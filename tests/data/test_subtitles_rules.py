@@ -68,7 +68,6 @@ def test_site_ads(cue: str) -> None:
         "Переклад українських субтитрів:\nСиницяБандерівка",
         "Subtitles by\nSDI Media Group",
         "English Subtitles by\nGELULA & CO., INC.",
-        "Captioned by Media Access Group at WGBH",
         "Synced by n17t01",
         "Sync and corrections by n17t01",
         "Prevod: zorduki",

@@ -36,11 +36,15 @@ class SubsParseConfig:
 class SubsFluffRules:
     opensubtitles_ad: bool = True
     site_ad: bool = True
-    translator_credit: bool = True
+    translator_credit: bool = True  # "Subtitles by", "== sync, corrected by X ==", "Synchronisation par"
+    captioning_credit: bool = True  # "Captioning sponsored by CBS ...", "Captioned by ..."
+    title_card: bool = True  # an episode's title card: "<title>\nOriginal Air Date on <date>"
     url: bool = True
     sound_description: bool = True  # [music], [AUDIENCE LAUGHS]
     parenthetical: bool = True  # ( wind whistling ): subtitles almost never use parentheses for speech
-    music: bool = True  # ♪ ... ♪ lyrics and "Song" playing
+    music: bool = True  # ♪ ... ♪ lyrics, lines opened or closed by a note sign, "Song" playing
+    # Captions without note signs mark sung lines "* Men, men, manly men *": drop those too.
+    music_star_marker: bool = True
     lone_symbol: bool = True  # lines with no letter or digit left (*, -, ...)
     speaker_label: bool = True  # JERRY: / ДЖОН:
     caps_caption: bool = True  # ALL-CAPS on-screen captions inside a mixed-case file

@@ -2,8 +2,10 @@
 
 Four scopes, applied in this order:
 - markup: HTML tags (<i>, <font ...>) and ASS override tags ({\\an8}) are removed, text kept;
-- cue rules drop the whole cue: site ads and credits span several lines ("Subtitles by" + a name);
-- span rules cut a piece out of a cue ([music], ( wind whistling ), ♪ ... ♪);
+- cue rules drop the whole cue: site ads, credits and title cards span several lines ("Subtitles by"
+  + a name; "Captioning sponsored by" + sponsors, going on in the next cues; an episode title +
+  "Original Air Date on ...");
+- span rules cut a piece out of a cue ([music], ( wind whistling ), ♪ ... ♪, "* sung *");
 - line rules drop one line (URLs, on-screen captions, nothing left but symbols) or cut its speaker
   label ("JERRY:"). One of them is not a switch: a line holding two timestamp-like groups (a timing
   line that reached the text, however mangled) is never dialogue (`timing_like_line`).
@@ -27,6 +29,12 @@ import numpy as np
 
 from src.config.sections.clean_subs import SubsFluffRules
 from src.data.subtitles.charcount import CharClass, bmp_points
+from src.data.subtitles.cue_rules import (
+    CueRule,
+    build_cue_rules,
+    drop_credit_continuations,
+    whole_word,
+)
 from src.data.subtitles.srt_parse import TIMING_LIKE, TIMING_LINE, is_timing_like, might_hold_timing
 
 _HTML_TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
@@ -35,37 +43,6 @@ _ASS_BREAK = re.compile(r"\\[Nn]")
 _ASS_HARD_SPACE = re.compile(r"\\h")
 _PIPE = re.compile(r"\s+\|\s+")
 
-_CREDIT_EN = re.compile(
-    r"^\W*(?:english\s+|russian\s+|ukrainian\s+)?"
-    r"(?:subtitles?|subtitled|captions?|captioned|captioning|sync(?:ed|hronized)?"
-    r"|sync(?:ed)?\s+(?:and|&)\s+correct(?:ions?|ed)|correct(?:ions?|ed)|re-?sync(?:ed)?"
-    r"|translated|translation|transcript(?:ion)?|ripped|encoded|timing)\s+(?:by\b|:)",
-    re.MULTILINE,
-)
-_CREDIT_RU_UK = re.compile(
-    r"^\W*(?:перевод|переклад|субтитры|субтитри|синхронизация|синхронізація|редактура|редагування"
-    r"|корректура|тайминг|озвучка|озвучення)"
-    r"(?:(?:\s+[\w'’-]+){0,3}\s*:|\s+(?:здійснено|виконано|выполнен|сделан|подготовлен|подготовил"
-    r"|підготовлено|підготував|от|від)\b)",
-    re.MULTILINE,
-)
-_CREDIT_OTHER = re.compile(
-    r"^\W*(?:prevod|prijevod|preveo|prevela|prevedla|traduction|sous-titres?|untertitel|übersetzung"
-    r"|traducción|subtítulos|tłumaczenie|napisy|titulky)\s*(?::|\s(?:by|par|von|por|od|przez)\b)",
-    re.MULTILINE,
-)
-# Substrings one of which a match of the rule below must contain: the regex runs only on files
-# that hold one (a substring test is far cheaper than a regex scan).
-_CREDIT_EN_NEEDLES = ("subtitle", "caption", "sync", "correct", "translat", "transcript", "ripped",
-                      "encoded", "timing")
-_CREDIT_RU_UK_NEEDLES = ("перевод", "переклад", "субтитр", "синхрон", "редакт", "редаг", "корректур",
-                         "тайминг", "озвуч")
-_CREDIT_OTHER_NEEDLES = ("prevod", "prijevod", "preve", "traduc", "sous-titre", "untertitel",
-                         "übersetz", "subtítulo", "tłumacz", "napisy", "titulky")
-_DOWNLOADED_NEEDLES = ("download", "preuzeto", "скачано", "завантажено", "ripped")
-_DOWNLOADED_FROM = re.compile(
-    r"(?:downloaded|download|preuzeto|скачано|завантажено|ripped)\s+(?:from|sa|с|з)\b"
-)
 # Matched on lower-cased text. Every alternative starts with a literal, which keeps the scan fast;
 # the letter before a top-level domain is checked in Python (a look-behind would slow every ".").
 _URL = re.compile(
@@ -74,7 +51,21 @@ _URL = re.compile(
 )
 _BRACKETS = re.compile(r"\[[^\[\]\x00]{0,300}\]")
 _PARENS = re.compile(r"\([^()\x00]{0,300}\)")
-_MUSIC_SPAN = re.compile(r"[♪♫]+[^♪♫\x00]*[♪♫]+")
+# A sung passage: note signs around text, over lines of one cue. A sign right at a line's start
+# opens a passage rather than closes one ("♪ Ah.\n♪ Men." is two sung lines, not "♪ Ah.\n♪" + text).
+_MUSIC_SPAN = re.compile(r"[♪♫]+[^♪♫\x00]*[^\s♪♫\x00][ \t]*[♪♫]+")
+_NOTE = re.compile("[♪♫]")
+# A line opened by a note sign that no sign closes: the song goes on over the cue's next lines
+# ("♪ Oh, when\nthe saints go marching in") up to a speaker dash or the next note sign.
+_OPEN_SONG = re.compile(r"^[ \t]*[♪♫][^\n\x00]*(?:\n(?![ \t]*[-–—‐♪♫])[^\n\x00]+)*", re.MULTILINE)
+# Captions without note signs mark sung lines with "*": from a line that starts with "*" through
+# the line that ends with "*" (the same line, or a later one of the cue before the next "*" line);
+# or a single line opened by "* " (or by "*" with no other star on it) that nothing closes. A lone "*" after a sentence is a footnote
+# mark, and "*Really?* No way." emphasis: neither is touched.
+_STAR_SONG = re.compile(
+    r"^[ \t]*\*(?=[ \t]*[^\s*])(?:[^\n\x00]*(?:\n(?![ \t]*\*)[^\n\x00]*)*?\S[ \t]*\*|[ \t]+[^\n\x00]*|[^*\n\x00]*)[ \t]*$",
+    re.MULTILINE,
+)
 _MUSIC_LINE = re.compile(
     r"^\s*(?:[♪♫#].*|[\"“«'].{1,80}[\"”»'] (?:playing|plays|continues|ends|fades(?: out)?)\W*)$",
     re.IGNORECASE | re.MULTILINE,
@@ -130,14 +121,6 @@ SEP = "\n\x00\n"
 
 
 @dataclass
-class CueRule:
-    name: str
-    needles: tuple[str, ...]  # the rule cannot match text that holds none of these substrings
-    pattern: re.Pattern[str]  # matched on lower-cased text
-    whole_word: bool = False  # keep only matches that are words of their own
-
-
-@dataclass
 class FluffPatterns:
     """Rules compiled once per config (the site lists live in config)."""
 
@@ -146,29 +129,7 @@ class FluffPatterns:
 
     @classmethod
     def build(cls, rules: SubsFluffRules) -> FluffPatterns:
-        phrases = [p.lower() for p in rules.opensubtitles_phrases]
-        # Lower-cased text instead of IGNORECASE: that flag makes Python's regex engine several times slower.
-        os_ad = re.compile(r"open\s*subtitles|osdb" + "".join(f"|{re.escape(p)}" for p in phrases))
-        sites = [s.lower() for s in rules.ad_sites]
-        site_rx = re.compile("|".join(re.escape(s) for s in sites) or r"(?!x)x")
-        cue_rules = []
-        if rules.opensubtitles_ad:
-            cue_rules.append(CueRule("opensubtitles_ad", ("subtitles", "osdb", *phrases), os_ad))
-        if rules.site_ad:
-            cue_rules += [CueRule("site_ad", tuple(sites), site_rx, whole_word=True),
-                          CueRule("site_ad", _DOWNLOADED_NEEDLES, _DOWNLOADED_FROM)]
-        if rules.translator_credit:
-            cue_rules += [CueRule("translator_credit", _CREDIT_EN_NEEDLES, _CREDIT_EN),
-                          CueRule("translator_credit", _CREDIT_RU_UK_NEEDLES, _CREDIT_RU_UK),
-                          CueRule("translator_credit", _CREDIT_OTHER_NEEDLES, _CREDIT_OTHER)]
-        return cls(rules, cue_rules)
-
-
-def _whole_word(text: str, m: re.Match[str]) -> bool:
-    """A site name counts only as a word of its own ("yts", not "bytes")."""
-    before = text[m.start() - 1] if m.start() else " "
-    after = text[m.end()] if m.end() < len(text) else " "
-    return not (before.isalnum() or before in "_-" or after.isalnum() or after in "_-")
+        return cls(rules, build_cue_rules(rules))
 
 
 def _is_url(text: str, m: re.Match[str]) -> bool:
@@ -212,6 +173,12 @@ def _spans(text: str, counts: Counter[str], r: SubsFluffRules) -> str:
         counts["parenthetical"] += n
     if r.music and ("♪" in text or "♫" in text):
         text, n = _MUSIC_SPAN.subn("", text)
+        counts["music"] += n
+        if "♪" in text or "♫" in text:
+            text, n = _OPEN_SONG.subn("", text)
+            counts["music"] += n
+    if r.music and r.music_star_marker and "*" in text:
+        text, n = _STAR_SONG.subn("", text)
         counts["music"] += n
     if r.lone_symbol and "*" in text:
         text, n = _LONE_STAR.subn("", text)
@@ -312,8 +279,9 @@ def clean_cues(
     for rule in pat.cue_rules:
         if not any(needle in lower.text for needle in rule.needles):
             continue
-        for i in lower.cues_hit(rule.pattern, keep=_whole_word if rule.whole_word else None):
+        for i in lower.cues_hit(rule.pattern, keep=whole_word if rule.whole_word else None):
             dropped.setdefault(i, rule.name)
+    drop_credit_continuations(texts, dropped)
     counts.update(dropped.values())
     kept_ids = [i for i in range(len(texts)) if i not in dropped]
     out: list[list[str]] = [[] for _ in texts]
@@ -332,6 +300,8 @@ def clean_cues(
     music = set()
     if r.music and any(needle in spanned for needle in _MUSIC_LINE_NEEDLES):
         music = joined.cues_hit(_MUSIC_LINE)
+        if "♪" in spanned or "♫" in spanned:
+            music |= joined.cues_hit(_NOTE)
     foreign = set()
     if r.foreign_script_line and script in _SCRIPT_RX:  # lines with a letter outside the script
         foreign = joined.cues_hit(_OUTSIDE_CANDIDATES[script])
@@ -361,7 +331,8 @@ def clean_cues(
             if k in url and has_url(line.lower()):
                 counts["url"] += 1
                 continue
-            if k in music and _MUSIC_LINE.match(line):
+            # A note sign left after the ♪ ... ♪ spans went opens or closes a sung passage.
+            if k in music and ("♪" in line or "♫" in line or _MUSIC_LINE.match(line)):
                 counts["music"] += 1
                 continue
             if speaker:
