@@ -1,9 +1,14 @@
 """Text normalization shared by the lib.ru cleaner, the subtitle cleaner and the tokenizer.
 
-`normalize_text(text, cfg)` runs the enabled steps in a fixed order:
+`normalize_text(text, cfg, language=...)` runs the enabled steps in a fixed order:
 mojibake repair -> NFC -> invisible characters and line breaks -> ё→е -> dashes -> ellipsis ->
 quotes -> spaces and blank lines. Every step is a plain function here too, so a caller that needs
 one step (or a different order) can use it directly. All steps are linear-time regex passes.
+
+Quotes and dashes follow the typography of the text's language (`cfg.typography`, a style of
+TYPOGRAPHY_STYLES): Russian «…» „…“ and dialogue dashes are wrong in English, whose quotations
+re-open at every continued paragraph or cue (`"and his client,` must not become `„and his client,`).
+A caller that does not say the language gets Russian, the corpus's language.
 
 Speed (the subtitle cleaner sends every line through here): a step first asks whether the characters
 it rewrites occur at all (`in` is a fast C scan, far cheaper than a regex scan that finds nothing),
@@ -19,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from src.config.sections.normalize import NormalizeConfig
+from src.config.sections.normalize import TYPOGRAPHY_STYLES, NormalizeConfig
 from src.text.mojibake import repair_mojibake
 
 _INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
@@ -38,6 +43,8 @@ _LINE_START_DASH = re.compile(r"\n([ \t]*)(?:--?|–)(?=[ \t])")
 _GLUED_HYPHEN = re.compile(r"-(?<=[.,;:!?…]-)-?(?=[ \t])")
 _GLUED_EN_DASH = re.compile(r"–(?<=[.,;:!?…]–)(?=[ \t])")
 _NUMBER_RANGE = re.compile(r"--(?<=\d--)(?=\d)")
+# English: a hyphen (or two) between spaces, with no digit on either side ("5 - 3" is arithmetic).
+_EN_SPACED_HYPHEN = re.compile(r"-(?<=[^\d\n][ \t]-)-?(?=[ \t]+\D|$)", re.MULTILINE)
 # Exactly two: a row of hyphens is a rule line, not a dash.
 _DOUBLE_HYPHEN = re.compile(r"--(?<!---)(?!-)")
 
@@ -46,6 +53,8 @@ _DOUBLE_HYPHEN = re.compile(r"--(?<!---)(?!-)")
 _THREE_DOTS = re.compile(r"\.(?<!\.\.)(?:\.\.(?!\.)| \. \.(?! \.))")
 
 _QUOTE_CHARS = re.compile("[\"«»„“”]")
+# Quote characters by the role they play in the English styles ("“" is resolved by context there).
+_EN_STRAIGHT = str.maketrans({"«": '"', "»": '"', "„": '"', "“": '"', "”": '"', "‘": "'", "’": "'", "‚": "'"})
 # After these a straight quote opens; before these it closes.
 _OPENS_AFTER = set(" \t([{«„—–-/")
 _CLOSES_BEFORE = set(" \t.,;:!?)]}»…—–-")
@@ -69,8 +78,20 @@ def as_normalize_config(cfg: NormalizeConfig | Mapping[str, Any] | Any) -> Norma
     return NormalizeConfig(**data)
 
 
-def normalize_text(text: str, cfg: NormalizeConfig | Mapping[str, Any] | Any) -> str:
-    """Apply the enabled normalization steps of `cfg` (the `normalize` config section) to `text`."""
+def typography_for(language: str, cfg: NormalizeConfig) -> str:
+    """The typography style (one of TYPOGRAPHY_STYLES) `cfg` gives a language code."""
+    style = cfg.typography.get(language, cfg.typography_default)
+    if style not in TYPOGRAPHY_STYLES:
+        key = f"typography.{language}" if language in cfg.typography else "typography_default"
+        raise ValueError(f"normalize config: {key} must be one of {list(TYPOGRAPHY_STYLES)}, got {style!r}")
+    return style
+
+
+def normalize_text(
+    text: str, cfg: NormalizeConfig | Mapping[str, Any] | Any, *, language: str = "ru"
+) -> str:
+    """Apply the enabled normalization steps of `cfg` (the `normalize` config section) to `text`,
+    quotes and dashes in the typography of `language` (an ISO 639-1 code, e.g. "ru", "en")."""
     cfg = as_normalize_config(cfg)
     if not cfg.enabled:
         return text
@@ -85,12 +106,13 @@ def normalize_text(text: str, cfg: NormalizeConfig | Mapping[str, Any] | Any) ->
         text = unify_line_breaks(text)
     if cfg.yo_to_e:
         text = yo_to_e(text)
+    style = typography_for(language, cfg) if cfg.dashes or cfg.quotes else "keep"
     if cfg.dashes:
-        text = normalize_dashes(text)
+        text = normalize_dashes(text, style)
     if cfg.ellipsis:
         text = normalize_ellipsis(text)
     if cfg.quotes:
-        text = normalize_quotes(text, nested=cfg.nested_quotes)
+        text = normalize_quotes(text, nested=cfg.nested_quotes, style=style)
     if cfg.whitespace:
         text = collapse_whitespace(text, cfg.max_blank_lines)
     return text
@@ -115,8 +137,15 @@ def yo_to_e(text: str) -> str:
     return text.replace("Ё", "Е") if "Ё" in text else text
 
 
-def normalize_dashes(text: str) -> str:
-    """Dash use -> "—" (between spaces, opening a dialogue line); "1863--1869" -> "1863–1869"."""
+def normalize_dashes(text: str, style: str = "ru") -> str:
+    """Dash use -> "—" (between spaces, opening a dialogue line); "1863--1869" -> "1863–1869".
+
+    English styles: only a doubled hyphen and a hyphen between spaces (not between numbers) are
+    dashes; a hyphen opening a line marks a speaker and an en dash is a dash already."""
+    if style == "keep":
+        return text
+    if style in ("en", "en_straight"):
+        return _english_dashes(text)
     en_dash = "–" in text
     if "-" not in text and not en_dash:
         return text
@@ -132,27 +161,45 @@ def normalize_dashes(text: str) -> str:
     return text
 
 
+def _english_dashes(text: str) -> str:
+    if "-" not in text:
+        return text
+    text = _EN_SPACED_HYPHEN.sub("—", text)
+    if "--" in text:
+        text = _NUMBER_RANGE.sub("–", text)
+        text = _DOUBLE_HYPHEN.sub("—", text)
+    return text
+
+
 def normalize_ellipsis(text: str) -> str:
     return _THREE_DOTS.sub("…", text) if ".." in text or ". ." in text else text
 
 
-def normalize_quotes(text: str, nested: bool = True) -> str:
-    """One kind of quotes: «outer» (and „inner“ when `nested`), decided line by line.
+def normalize_quotes(text: str, nested: bool = True, style: str = "ru") -> str:
+    """One kind of quotes, decided line by line: Russian «outer» (and „inner“ when `nested`);
+    English (`style` "en") “…” at every level; "en_straight" straight quotes; "keep" untouched.
 
     Straight quotes are opened or closed by what stands beside them; “ closes a „ and otherwise
     opens (the English convention). Quote state never crosses a line, so one stray quote cannot
     flip the rest of a document.
     """
+    if style == "keep":
+        return text
+    if style == "en_straight":
+        return text.translate(_EN_STRAIGHT)
     if not _QUOTE_CHARS.search(text):
         return text
+    marks = ("“", "“", "”", "”") if style == "en" else ("«", "„", "»", "“")
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if _QUOTE_CHARS.search(line):
-            lines[i] = _requote_line(line, nested)
+            lines[i] = _requote_line(line, nested, marks)
     return "\n".join(lines)
 
 
-def _requote_line(line: str, nested: bool) -> str:
+def _requote_line(line: str, nested: bool, marks: tuple[str, str, str, str]) -> str:
+    """`marks`: opening outer, opening inner, closing outer, closing inner."""
+    open_outer, open_inner, close_outer, close_inner = marks
     out = list(line)
     stack: list[str] = []  # the source characters that opened the quotes still open
     last = len(line) - 1
@@ -174,12 +221,12 @@ def _requote_line(line: str, nested: bool) -> str:
             else:
                 opening = not stack
         if opening:
-            out[i] = "„" if nested and stack else "«"
+            out[i] = open_inner if nested and stack else open_outer
             stack.append(ch)
         else:
             if stack:
                 stack.pop()
-            out[i] = "“" if nested and stack else "»"
+            out[i] = close_inner if nested and stack else close_outer
     return "".join(out)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.data.subtitles.decode import UndecodableError, decode_subtitle
@@ -23,7 +22,12 @@ from src.data.subtitles.langid import LangGuess, detect_language
 from src.data.subtitles.lines import CleanCue, Utterance, build_utterances
 from src.data.subtitles.srt_parse import parse_subtitle
 
-Normalizer = Callable[[str], str]
+
+class Normalizer(Protocol):
+    """Text -> normalized text, quotes and dashes in the typography of `language`."""
+
+    def __call__(self, text: str, language: str = ...) -> str: ...
+
 
 # A single "." (not the end of "..."), "!" or "?" ends a sentence; an ellipsis usually does not.
 _SENTENCE_START = re.compile(r"(^|(?:(?<!\.)\.|[!?])\s+|^[-–—]\s*)([^\W\d_])")
@@ -83,12 +87,14 @@ def _clean_cues(text: str, cfg: CleanSubsConfig, pat: FluffPatterns, result: Fil
 
 def _normalize_all(texts: list[str], normalize: Normalizer, result: FileResult) -> list[str]:
     """Normalize a file's lines in one call (the mojibake check wants the whole file, and one call
-    is much cheaper than thousands); per line only if the normalizer changed the line count."""
-    joined = normalize("\n".join(texts)).split("\n")
+    is much cheaper than thousands), in the file's language's typography; per line only if the
+    normalizer changed the line count."""
+    language = result.language
+    joined = normalize("\n".join(texts), language).split("\n")
     if len(joined) == len(texts):
         return joined
     result.warnings.append("normalizer changed the line count; normalized line by line")
-    return [normalize(t) for t in texts]
+    return [normalize(t, language) for t in texts]
 
 
 def _finish_lines(
@@ -157,7 +163,7 @@ def load_normalizer(
             as_normalize_config(normalize_cfg), repair_mojibake=repair_mojibake
         )
 
-    def normalize(text: str) -> str:
-        return normalize_text(text, normalize_cfg)
+    def normalize(text: str, language: str = "ru") -> str:
+        return normalize_text(text, normalize_cfg, language=language)
 
     return normalize, None
