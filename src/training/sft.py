@@ -24,7 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.sections.pretrain import PretrainConfig
 from src.errors import InputError
-from src.generation.loading import build_model, file_sha256
+from src.generation.loading import (
+    LoadError,
+    build_model,
+    file_sha256,
+    recorded_tokenizer_sha256,
+    verify_tokenizer,
+)
 from src.generation.sampling import SamplingParams
 from src.paths import resolve
 from src.stage import StageRun
@@ -76,23 +82,21 @@ def load_sft_tokenizer(directory: str) -> Any:
     return tok
 
 
-def checkpoint_tokenizer_sha256(hparams: dict[str, Any]) -> str:
-    """The tokenizer hash a checkpoint records: its own key, or the data identity of its run."""
-    return str(hparams.get("tokenizer_sha256") or
-               (hparams.get("identity") or {}).get("data", {}).get("tokenizer_sha256") or "")
-
-
 def check_compatible(ckpt_path: Path, hparams: dict[str, Any], tokenizer: Any, tokenizer_dir: str) -> None:
     """Refuse a starting checkpoint trained with another tokenizer (by sha256) than the dialogues'
-    or whose vocabulary has no room for the chat tokens; the message names both sides."""
+    or whose vocabulary has no room for the chat tokens; the message names both sides. The hash
+    check is the one every load does (`loading.verify_tokenizer`), except that a checkpoint
+    recording no hash is refused here rather than warned about: fine-tuning it could only be
+    checked by its output."""
     ours = f"tokenizer {resolve(tokenizer_dir)} (sha256 {tokenizer.sha256[:12]})"
-    theirs = checkpoint_tokenizer_sha256(hparams)
+    theirs = recorded_tokenizer_sha256(hparams)
     if not theirs:
         raise SFTInitError(f"{ckpt_path}: records no tokenizer sha256, so it cannot be checked against "
                            f"{ours}; retrain it with this version of the pretrain stage")
-    if theirs != tokenizer.sha256:
-        raise SFTInitError(f"{ckpt_path}: trained with tokenizer sha256 {theirs[:12]}, but the dialogues "
-                           f"are encoded with {ours}; use the tokenizer the checkpoint was trained with")
+    try:
+        verify_tokenizer(theirs, tokenizer_dir, ckpt_path)
+    except LoadError as exc:
+        raise SFTInitError(f"{exc} (sft.init_checkpoint, sft.tokenizer_dir)") from None
     vocab = int(hparams["model"]["vocab_size"])
     outside = {t: i for t, i in tokenizer.special_tokens.items() if t in CHAT_TOKENS and i >= vocab}
     if outside:

@@ -11,7 +11,6 @@ safety, pii_leak, refusal, topic, origin, n_tokens, n_loss_tokens.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from src.atomic_io import atomic_path
 from src.data.dialogues.conversation import alternating, conversation_hash, conversation_problem
 from src.data.dialogues.datasets import FileCounts, dataset_files, read_dataset
 from src.data.dialogues.report import DialogueStats, write_report
@@ -196,6 +196,8 @@ def build_dialogues(cfg: DictConfig, run: StageRun) -> None:
     notes: list[str] = []
     bad_lines: list[str] = []
     bar = tqdm(desc="build_dialogues", unit="conv", disable=None, file=sys.stderr)
+    # The unsplit rows wait in a scratch folder (the val fallback may move some once all are seen);
+    # the final file is written to a temporary beside `out`, fsync'ed and renamed (atomic_path).
     with tempfile.TemporaryDirectory(prefix=".dialogues.", dir=out.parent) as tmp:
         writer = DialogueWriter(Path(tmp) / "unsplit.parquet", tok, normalize, c.val_fraction,
                                 c.split_salt, c.split_by, stats, c.dedup)
@@ -234,9 +236,8 @@ def build_dialogues(cfg: DictConfig, run: StageRun) -> None:
                         add("literature", {"conversation": alternating(turns), "doc_id": f"{doc_id}#{k}"},
                             group=doc_id)
             bar.close()
-            staged = Path(tmp) / "dialogues.parquet"
-            writer.finish(staged, notes)
-            os.replace(staged, out)
+            with atomic_path(out) as staged:
+                writer.finish(staged, notes)
         finally:
             bar.close()
             writer.writer.close()

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from src.atomic_io import write_json_atomic, write_text_atomic
 from src.data.dialogues.datasets import FileCounts
-from src.tokenizers.base import write_json_atomic
 
 PERCENTILES = (50, 90, 95, 99)
 LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
@@ -153,7 +153,7 @@ def write_report(report_dir: Path, stats: DialogueStats, tokenizer: Any, notes: 
         "examples": stats.examples,
     }
     write_json_atomic(report_dir / "report.json", report)
-    (report_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    write_text_atomic(report_dir / "report.md", render_markdown(report))
     metrics = {"conversations.written": report["written"], "conversations.val": report["val"],
                "tokens.loss_share": report["loss_share"]}
     metrics.update({f"tokens.p{q}": report["tokens"].get(f"p{q}", 0.0) for q in PERCENTILES})

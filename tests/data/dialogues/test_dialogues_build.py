@@ -170,3 +170,30 @@ def test_split_is_stable_when_conversations_are_added(tmp_path: Path) -> None:
         splits.append(dict(zip(out["doc_id"], out["split"], strict=True)))
     assert all(splits[1][d] == s for d, s in splits[0].items())
     assert 0 < sum(s == "val" for s in splits[1].values()) < 60
+
+
+def test_output_is_published_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dialogues.parquet is fsync'ed before its rename and no scratch file is left beside it."""
+    import src.atomic_io as atomic_io
+
+    synced: list[str] = []
+    real_fsync = atomic_io.fsync_file
+    monkeypatch.setattr(atomic_io, "fsync_file", lambda p: (synced.append(Path(p).name), real_fsync(p)))
+    char_tokenizer(tmp_path / "tok")
+    write_sample(tmp_path / "sample.parquet")
+    execute_stage("build_dialogues", stage_cfg(tmp_path))
+    assert any(name.startswith(".dialogues.parquet.") for name in synced), synced
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dialogues.parquet"]
+
+
+def test_tokenizer_dir_composes_without_the_tokenizer_section() -> None:
+    """A config without the tokenizer group (test and benchmark configs) still composes; with it,
+    build_dialogues and sft follow tokenizer.out_dir and sft starts from pretrain.ckpt_dir."""
+    from src.config import compose
+
+    bare = load_config(compose(["~tokenizer", "~tokenize", "~pretrain"]))
+    assert bare.build_dialogues.tokenizer_dir == bare.sft.tokenizer_dir == "data/tokenizer"
+    assert bare.sft.init_checkpoint == "data/models/pretrain/best.ckpt"
+    moved = load_config(compose(["tokenizer.out_dir=elsewhere/tok", "pretrain.ckpt_dir=elsewhere/pre"]))
+    assert moved.build_dialogues.tokenizer_dir == moved.sft.tokenizer_dir == "elsewhere/tok"
+    assert moved.sft.init_checkpoint == "elsewhere/pre/best.ckpt"
