@@ -48,7 +48,7 @@ _CAPTIONING = re.compile(
 _CAPTIONING_NEEDLES = ("caption",)
 # An episode's title card ("Nine Magic Fingers\nOriginal Air Date on October 10, 2011").
 _TITLE_CARD = re.compile(r"original\s+air\s*date\b")
-_TITLE_CARD_NEEDLES = ("air",)
+_TITLE_CARD_NEEDLES = ("original",)
 # A credit cue left open ("Captioning sponsored by\nCBS and WARNER BROS. TELEVISION") often goes on
 # in the next cues ("and TOYOTA."): see drop_credit_continuations.
 _CONTINUED_RULES = ("translator_credit", "captioning_credit")
