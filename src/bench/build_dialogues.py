@@ -58,7 +58,7 @@ def bench_text(root: Path, cfg: Any) -> dict[str, Any]:
 
 
 def bench_srt(root: Path, cfg: Any) -> dict[str, Any]:
-    from src.data.subtitles.cleaner import clean_subtitle_bytes, load_normalizer
+    from src.data.subtitles.file_cleaner import clean_subtitle_bytes, load_normalizer
     from src.data.subtitles.fluff import FluffPatterns
 
     sc = OmegaConf.to_object(cfg.clean_subs)

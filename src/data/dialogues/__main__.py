@@ -32,7 +32,7 @@ HTML_SUFFIXES = (".html", ".htm", ".shtml")
 
 
 def _srt(path: Path, cfg: Any, counts: Counter[str]) -> Iterator[tuple[list[str], str]]:
-    from src.data.subtitles.cleaner import clean_subtitle_bytes, load_normalizer
+    from src.data.subtitles.file_cleaner import clean_subtitle_bytes, load_normalizer
 
     sc = OmegaConf.to_object(cfg.clean_subs)
     normalize = None
