@@ -87,3 +87,5 @@ def test_probe_output_has_no_timing_line_on_any_mangled_form(tmp_path: Path) -> 
     lines = done.stdout.splitlines()
     assert [line for line in lines if TIMING_LIKE.search(line)] == []
     assert lines == expected  # one utterance per cue: none merged with the next cue's index or text
+    repaired = [line for line in done.stderr.splitlines() if "timing_line_repaired=" in line]
+    assert len(repaired) == len(files) - 2  # every file but the two "dot_for_comma" ones

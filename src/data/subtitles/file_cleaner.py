@@ -69,6 +69,8 @@ def _clean_cues(text: str, cfg: CleanSubsConfig, pat: FluffPatterns, result: Fil
     result.cues_in = len(parsed.cues)
     result.cue_counts = parsed.counts
     result.warnings.extend(parsed.warnings)
+    if parsed.counts.get("timing_repaired"):  # in the report's rule table too, not only its warnings
+        result.rules["timing_line_repaired"] += parsed.counts["timing_repaired"]
     timed = parsed.cues
     if cfg.parse.drop_zero_duration and parsed.counts.get("zero_duration"):
         timed = [cue for cue in parsed.cues if cue.end_ms > cue.start_ms]
