@@ -35,7 +35,7 @@ from src.generation.sampling import SamplingParams
 from src.paths import resolve
 from src.stage import StageRun
 from src.tokenizers.base import CHAT_TOKENS
-from src.training.callbacks import EvalPlan, TrainingMonitor
+from src.training.callbacks import THROUGHPUT_FILE, EvalPlan, TrainingMonitor, read_throughput
 from src.training.checkpoint import read_checkpoint
 from src.training.flops import peak_flops
 from src.training.pretrain import (
@@ -180,8 +180,12 @@ def sft(cfg: DictConfig, run: StageRun) -> None:
                                 f"(dropped: {dict(packs['train'][1].dropped)})")
     stats = data_summary(run, packs)
     if not len(packs["val"][0]):
-        run.summary.notes.append(f"{dialogues}: no val conversation fits the context of {block_size}: val loss "
-                                 "and bpb are NaN and no best.ckpt is written (last.ckpt is)")
+        val = packs["val"][1]
+        why = (f"{val.conversations} val conversation(s), none fits the context of {block_size} "
+               f"(dropped: {dict(val.dropped)})" if val.conversations else "no val conversation")
+        run.summary.notes.append(f"{dialogues}: {why}: val_loss and val_bpb are null in metrics.json and no "
+                                 "best.ckpt is written (last.ckpt is); build_dialogues.val_min_conversations "
+                                 "sets a floor on the val split")
     print(f"sft data: {stats['train_conversations']} train conversations in {stats['train_windows']} windows "
           f"({100 * stats['train_padding_share']:.1f}% padding), {stats['val_conversations']} val", file=sys.stderr)
 
@@ -226,6 +230,7 @@ def sft(cfg: DictConfig, run: StageRun) -> None:
                      "train.grad_accum_steps": batch.accum})
     # resume_point reads the recipe's `resume` and `max_steps`, which sft has under the same names.
     resume_from = resume_point(SimpleNamespace(pretrain=p), identity, ckpt_dir, run)
+    report_file.with_name(THROUGHPUT_FILE).unlink(missing_ok=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
 
     restore_finished_report(ckpt_dir, report_file, run)
@@ -233,6 +238,7 @@ def sft(cfg: DictConfig, run: StageRun) -> None:
     run.log_metrics({f"final.{k}": v for k, v in report.items() if isinstance(v, (int, float))})
     run.log_artifact(report_file)
     run.summary.add("wrote", "optimizer_steps", report["steps"])
-    for key in ("val_loss", "val_bpb", "eot_rate", "loop_rate", "mean_reply_tokens", "tokens_per_s"):
+    for key in ("val_loss", "val_bpb", "eot_rate", "loop_rate", "mean_reply_tokens"):
         if report.get(key) is not None:
             run.summary.add("wrote", key, report[key])
+    run.summary.timings.update(read_throughput(report_file))

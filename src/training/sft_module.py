@@ -121,17 +121,22 @@ class SFTEvaluator(Evaluator):
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         nats, tokens, n_bytes = self.validation_sums(trainer, pl_module)
-        val_loss = nats / tokens if tokens else float("nan")
-        val_bpb = nats / math.log(2) / n_bytes if n_bytes else float("nan")
-        entry: dict[str, float] = {"step": step, "val_loss": val_loss, "val_bpb": val_bpb}
+        # No val tokens (no val conversation fits): None, written as null in metrics.json rather
+        # than a NaN that reads like a diverged run; the stage summary says why.
+        val_loss = nats / tokens if tokens else None
+        val_bpb = nats / math.log(2) / n_bytes if n_bytes else None
+        entry: dict[str, float | None] = {"step": step, "val_loss": val_loss, "val_bpb": val_bpb}
         entry.update(self.sample_replies(trainer, pl_module, step))
         self.curve.append(entry)
         for logger in trainer.loggers:
-            logger.log_metrics({f"val/{k}": v for k, v in entry.items() if k != "step"}, step=step)
+            logger.log_metrics({f"val/{k}": v for k, v in entry.items() if k != "step" and v is not None},
+                               step=step)
         if trainer.is_global_zero:
             extra = "".join(f", {k} {v:.3f}" for k, v in entry.items() if k not in {"step", "val_loss", "val_bpb"})
-            print(f"step {step}: val loss {val_loss:.4f}, val bpb {val_bpb:.4f}{extra}", file=sys.stderr)
-        if math.isfinite(val_loss) and val_loss < self.best_loss:
+            measured = ("no val tokens" if val_loss is None or val_bpb is None
+                        else f"val loss {val_loss:.4f}, val bpb {val_bpb:.4f}")
+            print(f"step {step}: {measured}{extra}", file=sys.stderr)
+        if val_loss is not None and math.isfinite(val_loss) and val_loss < self.best_loss:
             self.best_loss, self.best_step = val_loss, step
             trainer.save_checkpoint(self.plan.ckpt_dir / BEST, weights_only=False)
 

@@ -110,3 +110,31 @@ def test_missing_dialogues_file_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "dialogues" / "dialogues.parquet").unlink()
     with pytest.raises(InputError, match="dialogues.parquet: not found"):
         run_sft(sft_config(tmp_path))
+
+
+def test_val_conversations_follow_the_too_long_policy_and_an_empty_val_is_said(tmp_path: Path) -> None:
+    """Val conversations are truncated at a turn boundary like train ones (counted); when none fits,
+    metrics.json holds null (not NaN), no best.ckpt is written and the summary says why."""
+    from tests.training.sft_fixtures import conv, sample_conversations, write_dialogues
+
+    sft_setup(tmp_path)
+    long_reply = "cat " * 30  # 120 characters: more than the 64-token context with its question
+    fits_once = conv("hi?", "hi.", "sun?", long_reply)
+    write_dialogues(tmp_path / "dialogues", sample_conversations(40, 0), [fits_once] * 3)
+    run = run_sft(sft_config(tmp_path, "sft.max_steps=2", "sft.warmup_steps=0", "sft.val_every=2",
+                         "sft.sample_tokens=0"))
+    assert run.summary.dropped["val_truncated_at_turn"] == 3
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert math.isfinite(report["val_loss"]) and (tmp_path / "sft" / "best.ckpt").is_file()
+
+    for d in ("sft", "report"):
+        for f in (tmp_path / d).iterdir():
+            f.unlink()
+    write_dialogues(tmp_path / "dialogues", sample_conversations(40, 0), [conv("hi?", long_reply)] * 2)
+    run = run_sft(sft_config(tmp_path, "sft.max_steps=2", "sft.warmup_steps=0", "sft.val_every=2",
+                         "sft.sample_tokens=0"))
+    assert run.summary.dropped["val_too_long_first_reply"] == 2
+    text = (tmp_path / "report" / "metrics.json").read_text()
+    assert "NaN" not in text and json.loads(text)["val_loss"] is None
+    assert not (tmp_path / "sft" / "best.ckpt").exists() and (tmp_path / "sft" / "last.ckpt").is_file()
+    assert any("2 val conversation(s), none fits the context of 64" in n for n in run.summary.notes)

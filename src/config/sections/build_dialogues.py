@@ -91,6 +91,10 @@ class BuildDialoguesConfig:
     normalize_text: bool = True  # src.text.normalize with the `normalize` section, as the corpora had
     dedup: bool = True  # identical conversations (after normalization) are kept once
     val_fraction: float = 0.05
+    # When val_fraction leaves fewer val conversations than this (small inputs such as the embedded
+    # sample), the train ones of lowest split score move to val (whole documents under
+    # split_by=document) until it is reached; train keeps at least one. Ignored when val_fraction is 0.
+    val_min_conversations: int = 8
     split_salt: str = ""
     # conversation: each conversation by its own hash; document: all conversations from one book,
     # film or dataset row group stay in one split (no near-duplicate leakage across splits).
@@ -112,6 +116,8 @@ class BuildDialoguesConfig:
                             f"{f['if_missing']!r}: expected one of {list(NOT_APPLICABLE_POLICIES)}"))
         if c["split_by"] not in SPLIT_GROUPS:
             out.append(("split_by", f"{c['split_by']!r}: expected one of {list(SPLIT_GROUPS)}"))
+        if c["val_min_conversations"] < 0:
+            out.append(("val_min_conversations", f"{c['val_min_conversations']}: must be >= 0"))
         if not 0.0 <= c["val_fraction"] < 1.0:
             out.append(("val_fraction", f"{c['val_fraction']}: must be in [0, 1)"))
         for name in ("subtitles", "literature"):

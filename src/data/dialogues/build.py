@@ -11,6 +11,7 @@ safety, pii_leak, refusal, topic, origin, n_tokens, n_loss_tokens.
 
 from __future__ import annotations
 
+import heapq
 import sys
 import tempfile
 from collections import Counter
@@ -52,15 +53,23 @@ class DialogueWriter:
     """Checks, normalizes, deduplicates, splits and measures records; writes them in row groups."""
 
     def __init__(self, path: Path, tokenizer: Any, normalize: Callable[[str], str] | None,
-                 val_fraction: float, salt: str, split_by: str, stats: DialogueStats, dedup: bool) -> None:
+                 val_fraction: float, salt: str, split_by: str, stats: DialogueStats, dedup: bool,
+                 val_min: int = 1) -> None:
         self.path, self.tok, self.normalize = path, tokenizer, normalize
         self.val_fraction, self.salt, self.split_by = val_fraction, salt, split_by
+        # at least this many val conversations when val_fraction > 0 (small inputs, like the sample)
+        self.val_min = val_min if val_fraction > 0 else 0
         self.stats, self.dedup = stats, dedup
         self.seen: set[str] = set()
         self.rows: list[dict[str, Any]] = []
         self.writer = pq.ParquetWriter(path, SCHEMA.append(pa.field(_SPLIT_KEY, pa.string())))
         self.n_val = 0
-        self.lowest: tuple[float, str] | None = None  # the key the val fallback would move
+        # The train split keys with the lowest split scores, the ones the val fallback would move
+        # (most likely to be val under a larger val_fraction): a max-heap of (-score, key) of at most
+        # val_min keys, with their conversation counts. A key's score never changes, so one pushed
+        # out is never needed again.
+        self.lowest: list[tuple[float, str]] = []
+        self.lowest_counts: dict[str, int] = {}
 
     def add(self, source: str, record: dict[str, Any], group: str | None = None) -> None:
         src = self.stats.source(source)
@@ -85,8 +94,8 @@ class DialogueWriter:
         score = split_score(key, self.salt)
         split = VAL if score < self.val_fraction else TRAIN
         self.n_val += split == VAL
-        if self.lowest is None or score < self.lowest[0]:
-            self.lowest = (score, key)
+        if split == TRAIN:
+            self._offer_lowest(score, key)
         ids, mask = encode_for_training(self.tok, conv)
         n_loss = sum(mask)
         src.add_written(split, len(conv), len(ids), n_loss)
@@ -100,6 +109,31 @@ class DialogueWriter:
         if len(self.rows) >= WRITE_ROWS:
             self._flush()
 
+    def _offer_lowest(self, score: float, key: str) -> None:
+        if key in self.lowest_counts:
+            self.lowest_counts[key] += 1
+        elif len(self.lowest) < self.val_min:
+            heapq.heappush(self.lowest, (-score, key))
+            self.lowest_counts[key] = 1
+        elif self.lowest and score < -self.lowest[0][0]:
+            _, gone = heapq.heapreplace(self.lowest, (-score, key))
+            del self.lowest_counts[gone]
+            self.lowest_counts[key] = 1
+
+    def keys_to_move(self) -> list[str]:
+        """Train split keys to move to val, lowest split score first, until val holds val_min
+        conversations; train always keeps at least one."""
+        need = self.val_min - self.n_val
+        n_train = self.stats.split_total(TRAIN)
+        moved: list[str] = []
+        for _, key in sorted(self.lowest, reverse=True):  # -score descending = score ascending
+            if need <= 0 or n_train - self.lowest_counts[key] < 1:
+                break
+            moved.append(key)
+            need -= self.lowest_counts[key]
+            n_train -= self.lowest_counts[key]
+        return moved
+
     def _flush(self) -> None:
         if self.rows:
             self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.writer.schema))
@@ -112,21 +146,22 @@ class DialogueWriter:
     def finish(self, out: Path, notes: list[str]) -> None:
         """Write the final file: the split fallback applied (no empty val when one was asked for)."""
         self.close()
-        moved = None
-        if self.val_fraction > 0 and self.n_val == 0 and self.lowest is not None and self.stats.total_written() > 1:
-            moved = self.lowest[1]
-            notes.append(f"val_fraction={self.val_fraction} put no conversation in val; moved the "
-                         f"conversations of split key {moved} there")
+        moved = set(self.keys_to_move())
+        if moved:
+            n = sum(self.lowest_counts[k] for k in moved)
+            notes.append(f"val_fraction={self.val_fraction} put {self.n_val} conversation(s) in val, fewer "
+                         f"than val_min_conversations={self.val_min}; moved {n} more there (the train "
+                         f"{self.split_by}s of lowest split score)")
         pf = pq.ParquetFile(self.path)
         with pq.ParquetWriter(out, SCHEMA) as writer:
             for batch in pf.iter_batches(batch_size=WRITE_ROWS):
                 table = pa.Table.from_batches([batch])
-                if moved is not None:
+                if moved:
                     keys = table.column(_SPLIT_KEY).to_pylist()
-                    splits = [VAL if k == moved else s for k, s in zip(keys, table.column("split").to_pylist(),
-                                                                       strict=True)]
+                    splits = [VAL if k in moved else s for k, s in zip(keys, table.column("split").to_pylist(),
+                                                                        strict=True)]
                     for k, s in zip(keys, table.column("source").to_pylist(), strict=True):
-                        if k == moved:
+                        if k in moved:
                             self.stats.source(s).move_to_val()
                     table = table.set_column(table.schema.get_field_index("split"), "split",
                                              pa.array(splits, pa.string()))
@@ -200,7 +235,7 @@ def build_dialogues(cfg: DictConfig, run: StageRun) -> None:
     # the final file is written to a temporary beside `out`, fsync'ed and renamed (atomic_path).
     with tempfile.TemporaryDirectory(prefix=".dialogues.", dir=out.parent) as tmp:
         writer = DialogueWriter(Path(tmp) / "unsplit.parquet", tok, normalize, c.val_fraction,
-                                c.split_salt, c.split_by, stats, c.dedup)
+                                c.split_salt, c.split_by, stats, c.dedup, c.val_min_conversations)
         try:
             def add(source: str, record: dict[str, Any], group: str | None = None) -> None:
                 writer.add(source, record, group)

@@ -165,7 +165,8 @@ def test_split_is_stable_when_conversations_are_added(tmp_path: Path) -> None:
     splits = []
     for n in (30, 60):
         write_dataset(tmp_path / "sample.parquet", rows[:n])
-        execute_stage("build_dialogues", stage_cfg(tmp_path, val_fraction=0.2))
+        # the hash split alone (the val floor may move conversations while the input is small)
+        execute_stage("build_dialogues", stage_cfg(tmp_path, val_fraction=0.2, val_min_conversations=0))
         out = pl.read_parquet(tmp_path / "out" / "dialogues.parquet")
         splits.append(dict(zip(out["doc_id"], out["split"], strict=True)))
     assert all(splits[1][d] == s for d, s in splits[0].items())
@@ -197,3 +198,48 @@ def test_tokenizer_dir_composes_without_the_tokenizer_section() -> None:
     moved = load_config(compose(["tokenizer.out_dir=elsewhere/tok", "pretrain.ckpt_dir=elsewhere/pre"]))
     assert moved.build_dialogues.tokenizer_dir == moved.sft.tokenizer_dir == "elsewhere/tok"
     assert moved.sft.init_checkpoint == "elsewhere/pre/best.ckpt"
+
+
+def test_val_floor_moves_the_lowest_scored_train_conversations(tmp_path: Path) -> None:
+    """Fewer val conversations than val_min_conversations: the train ones of lowest split score move
+    (whole documents under split_by=document), never the last train one; said in the summary."""
+    from src.data.dialogues.conversation import conversation_hash
+    from src.tokenizers.split import split_score
+
+    char_tokenizer(tmp_path / "tok")
+    rows = [{"conversation": conv(f"вопрос {i}", f"ответ {i}"), "overall_score": 8} for i in range(20)]
+    write_dataset(tmp_path / "sample.parquet", rows)
+    summary = execute_stage("build_dialogues", stage_cfg(tmp_path, val_fraction=0.01, val_min_conversations=5))
+    out = pl.read_parquet(tmp_path / "out" / "dialogues.parquet")
+    assert (out["split"] == "val").sum() == 5 and summary.wrote["val_conversations"] == 5
+    assert any("val_min_conversations=5" in n for n in summary.notes)
+    scores = [split_score(conversation_hash(c), "") for c in out["conversation"].to_list()]
+    val_scores = sorted(s for s, split in zip(scores, out["split"], strict=True) if split == "val")
+    assert val_scores == sorted(scores)[:5]  # the lowest split scores, the first to be val anyway
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert (report["sources"]["sample"]["train"], report["sources"]["sample"]["val"]) == (15, 5)
+
+    # three conversations and a floor of eight: two move, one stays to train on
+    write_dataset(tmp_path / "sample.parquet", rows[:3])
+    execute_stage("build_dialogues", stage_cfg(tmp_path, val_fraction=0.01, val_min_conversations=8))
+    out = pl.read_parquet(tmp_path / "out" / "dialogues.parquet")
+    assert (out["split"] == "train").sum() == 1 and (out["split"] == "val").sum() == 2
+
+
+def test_val_floor_moves_whole_documents(tmp_path: Path) -> None:
+    """split_by=document: the floor moves a whole book (both of its conversations), not one of them."""
+    char_tokenizer(tmp_path / "tok")
+    book = tmp_path / "books"
+    book.mkdir()
+    for name in ("a", "b", "c"):
+        (book / f"{name}.txt").write_text("\n\n".join(f"— Реплика {name}{k}, — сказал он." for k in range(4)),
+                                           encoding="utf-8")
+    execute_stage("build_dialogues", stage_cfg(
+        tmp_path, val_fraction=0.001, val_min_conversations=1, split_by="document", sample={"enabled": False},
+        literature={"enabled": True, "path": "", "text_paths": [str(book)],
+                    "window": {"min_turns": 2, "max_turns": 2}}))
+    out = pl.read_parquet(tmp_path / "out" / "dialogues.parquet").with_columns(
+        pl.col("doc_id").str.split("#").list.first().alias("book"))
+    assert len(out) == 6 and out["book"].n_unique() == 3
+    val = out.filter(pl.col("split") == "val")
+    assert len(val) == 2 and val["book"].n_unique() == 1
