@@ -72,11 +72,20 @@ class SFTModule(PretrainModule):
         return total * (accum * self.world) / n_global
 
     def validation_step(self, batch: SFTBatch, batch_idx: int) -> Tensor:
-        """[sum of token losses, loss tokens, loss bytes] of one validation micro-batch."""
-        x, y, doc, n_bytes = batch
-        logits, _ = self.model(x, doc_ids=doc)
-        total, n = token_loss_sum(logits, y)
-        return torch.stack([total.double(), n.double(), n_bytes.to(total.device).double()])
+        return masked_loss_sums(self.model, batch)
+
+
+def masked_loss_sums(model: torch.nn.Module, batch: SFTBatch) -> Tensor:
+    """[sum of token losses, loss tokens, loss bytes] of one validation micro-batch (x, y, doc, bytes)."""
+    x, y, doc, n_bytes = batch
+    logits, _ = model(x, doc_ids=doc)
+    total, n = token_loss_sum(logits, y)
+    return torch.stack([total.double(), n.double(), n_bytes.to(total.device).double()])
+
+
+def loss_and_bpb(nats: float, tokens: float, n_bytes: float) -> tuple[float | None, float | None]:
+    """Mean loss per loss token and bits per byte of the text under loss; None without tokens."""
+    return (nats / tokens if tokens else None, nats / math.log(2) / n_bytes if n_bytes else None)
 
 
 @dataclass
@@ -123,8 +132,7 @@ class SFTEvaluator(Evaluator):
         nats, tokens, n_bytes = self.validation_sums(trainer, pl_module)
         # No val tokens (no val conversation fits): None, written as null in metrics.json rather
         # than a NaN that reads like a diverged run; the stage summary says why.
-        val_loss = nats / tokens if tokens else None
-        val_bpb = nats / math.log(2) / n_bytes if n_bytes else None
+        val_loss, val_bpb = loss_and_bpb(nats, tokens, n_bytes)
         entry: dict[str, float | None] = {"step": step, "val_loss": val_loss, "val_bpb": val_bpb}
         entry.update(self.sample_replies(trainer, pl_module, step))
         self.curve.append(entry)
@@ -145,30 +153,9 @@ class SFTEvaluator(Evaluator):
         s = self.chat
         if s is None or not s.prompts or isinstance(trainer.strategy, FSDPStrategy) or not trainer.is_global_zero:
             return {}  # sharded weights cannot run a forward on one rank alone
-        tok = s.tokenizer
-        specials = tok.special_tokens
-        prompts = [chat_template.encode(tok, [{"role": "user", "content": tok.normalize(p)}]) for p in s.prompts]
-        engine = Engine(pl_module.model, tok, precision=None, static_cache=False, cuda_graphs=False,
-                        compile_model=False)
-        stop_ids = sorted(specials.values())
-        stopped_by: dict[int, int] = {}
-
-        def on_token(event: Any) -> None:
-            if event.finish_reason == "stop_token":
-                stopped_by[event.row] = event.token
-
         _sync(pl_module.device)
-        with trainer.precision_plugin.forward_context(), eager():
-            completions = engine.generate(prompts, s.params, stop_ids=stop_ids, seed=s.seed, on_token=on_token)
-        metrics = reply_metrics([c.finish_reason for c in completions],
-                                [stopped_by.get(i) for i in range(len(completions))],
-                                [c.tokens for c in completions], specials[chat_template.END], s.loop_thresholds)
-        parts = [f"# step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())]
-        for prompt, c in zip(s.prompts, completions, strict=True):
-            ending = (tok.id_to_piece(stopped_by[c.prompt_index]) if c.finish_reason == "stop_token"
-                      else f"[{c.finish_reason}]")
-            parts.append(f"## user: {prompt}\n{c.text}{ending}")
-        text = "\n\n".join(parts) + "\n"
+        with trainer.precision_plugin.forward_context():
+            metrics, text = chat_replies(pl_module.model, s, f"step {step}")
         for logger in trainer.loggers:
             if hasattr(logger, "log_text"):
                 logger.log_text(text, f"samples/step_{step:06d}.txt")
@@ -177,3 +164,31 @@ class SFTEvaluator(Evaluator):
         with path.open("a", encoding="utf-8") as f:
             f.write(text + "\n")
         return metrics
+
+
+@torch.no_grad()
+def chat_replies(model: torch.nn.Module, s: ChatSampleSettings, title: str) -> tuple[dict[str, float], str]:
+    """Replies of `model` to the fixed prompts, each the first user message of a chat, through the
+    generation engine (eager; every special token stops a reply): their metrics and a readable text."""
+    tok = s.tokenizer
+    specials = tok.special_tokens
+    prompts = [chat_template.encode(tok, [{"role": "user", "content": tok.normalize(p)}]) for p in s.prompts]
+    engine = Engine(model, tok, precision=None, static_cache=False, cuda_graphs=False, compile_model=False)
+    stopped_by: dict[int, int] = {}
+
+    def on_token(event: Any) -> None:
+        if event.finish_reason == "stop_token":
+            stopped_by[event.row] = event.token
+
+    with eager():
+        completions = engine.generate(prompts, s.params, stop_ids=sorted(specials.values()), seed=s.seed,
+                                      on_token=on_token)
+    metrics = reply_metrics([c.finish_reason for c in completions],
+                            [stopped_by.get(i) for i in range(len(completions))],
+                            [c.tokens for c in completions], specials[chat_template.END], s.loop_thresholds)
+    parts = [f"# {title}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())]
+    for prompt, c in zip(s.prompts, completions, strict=True):
+        ending = (tok.id_to_piece(stopped_by[c.prompt_index]) if c.finish_reason == "stop_token"
+                  else f"[{c.finish_reason}]")
+        parts.append(f"## user: {prompt}\n{c.text}{ending}")
+    return metrics, "\n\n".join(parts) + "\n"
