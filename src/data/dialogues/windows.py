@@ -47,12 +47,17 @@ class SubtitleWindow:
     turns: list[str]
 
 
-def subtitle_windows(
-    path: Any, languages: list[str], max_gap_ms: int, min_turns: int, max_turns: int,
-    max_turn_chars: int, counts: Counter[str],
-) -> Iterator[SubtitleWindow]:
-    """Conversations from `data/clean/subtitles.parquet`: lines of one scene of one file in order,
-    a new run at every file, scene, pause longer than `max_gap_ms` or over-long line."""
+@dataclass(frozen=True)
+class SubtitleRun:
+    """Consecutive lines of one scene of one file, unbroken by a long pause or an unusable line."""
+
+    file_id: str
+    language: str
+    first_line: int
+    lines: list[str]
+
+
+def _sorted_subtitle_rows(path: Any) -> Iterator[tuple[Any, ...]]:
     pf = open_parquet(path, hint="rebuild it with the clean_subs stage")
     missing = [c for c in SUBTITLE_COLUMNS if c not in pf.schema_arrow.names]
     if missing:
@@ -62,9 +67,23 @@ def subtitle_windows(
     # Sorted by file and line so a run never depends on the row order the cleaner wrote.
     table = pl.from_arrow(read_parquet(path, SUBTITLE_COLUMNS, hint="rebuild it with the clean_subs stage"))
     assert isinstance(table, pl.DataFrame)
-    table = table.sort(["file_id", "line_index"])
-    yield from line_windows(table.iter_rows(), languages, max_gap_ms, min_turns, max_turns,
+    yield from table.sort(["file_id", "line_index"]).iter_rows()
+
+
+def subtitle_windows(
+    path: Any, languages: list[str], max_gap_ms: int, min_turns: int, max_turns: int,
+    max_turn_chars: int, counts: Counter[str],
+) -> Iterator[SubtitleWindow]:
+    """Conversations from `data/clean/subtitles.parquet`: lines of one scene of one file in order,
+    a new run at every file, scene, pause longer than `max_gap_ms` or over-long line."""
+    yield from line_windows(_sorted_subtitle_rows(path), languages, max_gap_ms, min_turns, max_turns,
                             max_turn_chars, counts)
+
+
+def subtitle_runs(path: Any, languages: list[str], max_gap_ms: int, max_turn_chars: int,
+                  counts: Counter[str]) -> Iterator[SubtitleRun]:
+    """The runs of `data/clean/subtitles.parquet` whole (what `subtitle_windows` cuts)."""
+    yield from line_runs(_sorted_subtitle_rows(path), languages, max_gap_ms, max_turn_chars, counts)
 
 
 def line_windows(
@@ -73,19 +92,30 @@ def line_windows(
 ) -> Iterator[SubtitleWindow]:
     """Windows of subtitle lines given in file and line order as (file_id, language, line_index,
     start_ms, end_ms, scene, text) tuples."""
+    for run in line_runs(rows, languages, max_gap_ms, max_turn_chars, counts):
+        offset = run.first_line
+        for window in cut_windows(run.lines, min_turns, max_turns, counts):
+            yield SubtitleWindow(run.file_id, run.language, offset, window)
+            offset += len(window)
+
+
+def line_runs(
+    rows: Iterable[tuple[Any, ...]], languages: list[str], max_gap_ms: int, max_turn_chars: int,
+    counts: Counter[str],
+) -> Iterator[SubtitleRun]:
+    """Runs of subtitle lines given in file and line order as (file_id, language, line_index,
+    start_ms, end_ms, scene, text) tuples: a new run at every file, scene, pause longer than
+    `max_gap_ms`, over-long or empty line (those two are counted and left out)."""
     keep = set(languages)
     run: list[str] = []
     run_start = 0
     key: tuple[Any, Any, Any] | None = None
     last_end = 0
 
-    def flush() -> Iterator[SubtitleWindow]:
+    def flush() -> Iterator[SubtitleRun]:
         if run and key is not None:
             counts["runs"] += 1
-            offset = run_start
-            for window in cut_windows(run, min_turns, max_turns, counts):
-                yield SubtitleWindow(str(key[0]), str(key[1]), offset, window)
-                offset += len(window)
+            yield SubtitleRun(str(key[0]), str(key[1]), run_start, run)
 
     for file_id, language, line_index, start_ms, end_ms, scene, text in rows:
         counts["lines_read"] += 1
