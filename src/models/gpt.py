@@ -16,8 +16,10 @@ Attention runs through `F.scaled_dot_product_attention` (flash / memory-efficien
 
 Packed sequences (supervised fine-tuning puts several conversations in one window): `forward(idx,
 doc_ids=...)` gives each token the id of the sequence it belongs to; attention is then causal within
-a sequence and never crosses into another (a block-diagonal causal mask), and positions restart at 0
-where each sequence starts. Without `doc_ids` the plain causal path runs, unchanged.
+a sequence and never crosses into another, and positions restart at 0 where each sequence starts
+(src/models/packed_attention.py picks the kernel: plain causal when each row holds one sequence,
+FlexAttention on CUDA, per-sequence causal slices on CPU). Without `doc_ids` the plain causal path
+runs, unchanged.
 
 Besides the training forward, `forward_cached` runs new tokens against a preallocated key/value
 cache (`KVCache`); the generation engine (src/generation/engine.py) drives it.
@@ -34,6 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.config.sections.model import CHOICES, ModelConfig  # noqa: F401 - CHOICES re-exported
+from src.models.packed_attention import (
+    PackedLayout,
+    attend,
+    block_diagonal_mask,
+    packed_layout,
+    packed_positions,
+)
 
 MODEL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ModelConfig))
 IGNORE_INDEX = -100
@@ -172,13 +181,13 @@ class CausalSelfAttention(nn.Module):
         B, H, T, D = y.shape
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, H * D)))
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, packed: PackedLayout | None = None) -> Tensor:
         q, k, v = self._qkv(x, rope)
         dropout = self.dropout if self.training else 0.0
-        if attn_mask is None:
+        if packed is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-        else:  # packed sequences: the mask is causal and block-diagonal itself
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        else:  # packed sequences: attention stays inside each (src/models/packed_attention.py)
+            y = attend(packed, q, k, v, dropout)
         return self._out(y)
 
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache_k: Tensor,
@@ -222,8 +231,8 @@ class Block(nn.Module):
         self.ln_2 = make_norm(c["norm"], c["n_embd"], c["bias"])
         self.mlp = MLP(c)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_mask: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), rope, attn_mask)
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, packed: PackedLayout | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope, packed)
         return x + self.mlp(self.ln_2(x))
 
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, cache_k: Tensor,
@@ -235,15 +244,9 @@ class Block(nn.Module):
 def packed_positions_and_mask(doc_ids: Tensor) -> tuple[Tensor, Tensor]:
     """Position ids [B, T] restarting at 0 where each run of equal `doc_ids` begins, and the boolean
     attention mask [B, 1, T, T] (True = may attend): causal, and only within the same run. Every
-    row keeps its diagonal, so padding given a run of its own never produces an all-masked row."""
-    B, T = doc_ids.shape
-    index = torch.arange(T, device=doc_ids.device).expand(B, T)
-    starts = torch.ones_like(doc_ids, dtype=torch.bool)
-    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
-    run_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
-    same = doc_ids[:, :, None] == doc_ids[:, None, :]
-    causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
-    return index - run_start, (same & causal)[:, None]
+    row keeps its diagonal, so padding given a run of its own never produces an all-masked row.
+    (The forward itself uses `packed_layout`, which avoids the mask where it can.)"""
+    return packed_positions(doc_ids), block_diagonal_mask(doc_ids)
 
 
 class GPT(nn.Module):
@@ -373,14 +376,15 @@ class GPT(nn.Module):
         T = idx.shape[1]
         if T > self.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than model.block_size={self.block_size}")
-        attn_mask = None
+        packed = None
         if doc_ids is None:
             positions = torch.arange(T, device=idx.device)
         else:
-            positions, attn_mask = packed_positions_and_mask(doc_ids)
+            packed = packed_layout(doc_ids, dropout_active=self.training and self.cfg["dropout"] > 0)
+            positions = packed.positions
         x, rope = self._embed(idx, positions)
         for block in self.transformer.h:
-            x = block(x, rope, attn_mask)
+            x = block(x, rope, packed)
         logits = self._logits(x)
         if targets is None:
             return logits, None
