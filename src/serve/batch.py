@@ -1,0 +1,133 @@
+"""The KV cache of a batch that rows join and leave between decode steps (continuous batching).
+
+The engine (src/generation/engine.py) decodes a fixed set of prompts from start to end. A server
+cannot wait for the longest reply before taking the next request, so here rows come and go:
+
+- Every row's tokens are right-aligned at the batch's write slot `end`: row r holds its
+  `lengths[r]` tokens in slots [end - lengths[r], end). One decode step writes every row's new token
+  at slot `end`, at that row's own position id (`lengths[r]`), and a per-row mask hides the slots
+  left of the row's start.
+- A request joins by a prefill of its prompt alone (no padding), whose cache is copied into new rows
+  aligned the same way; the existing rows move right only when the new prompt is longer than `end`.
+- A finished or cancelled row leaves by selecting the rows that stay.
+- The physical cache holds block_size + slack slots. When `end` reaches it, the part every live row
+  still needs, [end - max(lengths), end), moves to the front: a row never holds more than block_size
+  tokens, so the slack steps between two moves cost one copy.
+
+Attention runs over [end - max(lengths), end + 1) only, so dead slots on the left cost nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from src.models.gpt import GPT, KVCache
+
+
+class RunningBatch:
+    """Rows of token sequences decoding together; row order is join order."""
+
+    def __init__(self, model: GPT, cache_dtype: torch.dtype | None = None, slack: int | None = None) -> None:
+        self.model = model
+        self.device = model.transformer.wte.weight.device
+        self.cache_dtype = cache_dtype or model.transformer.wte.weight.dtype
+        self.block_size = model.block_size
+        self.width = self.block_size + (slack if slack is not None else max(8, self.block_size // 4))
+        self.cache: KVCache | None = None
+        self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.end = 0  # the next write slot
+        self.compactions = 0
+
+    @property
+    def size(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def row_length(self, row: int) -> int:
+        return int(self.lengths[row])
+
+    # --- joining and leaving ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def join(self, prompt: list[int], copies: int = 1) -> Tensor:
+        """Prefill `prompt` (1..block_size tokens) once and add it as `copies` new rows at the end of
+        the batch; returns their next-token logits [copies, V]."""
+        P = len(prompt)
+        if not 0 < P <= self.block_size:
+            raise ValueError(f"prompt of {P} tokens; a row holds 1..{self.block_size}")
+        idx = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        columns = torch.arange(P, device=self.device)
+        own = self.model.allocate_cache(1, P, dtype=self.cache_dtype)
+        logits = self.model.forward_cached(idx, columns[None], own, columns, P, None)
+        if self.cache is None or self.size == 0:
+            self.cache = self.model.allocate_cache(0, self.width, dtype=self.cache_dtype)
+            self.end = 0
+        if self.end < P:
+            self._move(P - self.end)
+        new_k, new_v = [], []
+        for k_own, v_own, k in zip(own.k, own.v, self.cache.k, strict=True):
+            shape = (copies, k.shape[1], self.width, k.shape[3])
+            k_new = torch.zeros(shape, dtype=k.dtype, device=k.device)
+            v_new = torch.zeros(shape, dtype=k.dtype, device=k.device)
+            k_new[:, :, self.end - P:self.end] = k_own
+            v_new[:, :, self.end - P:self.end] = v_own
+            new_k.append(k_new)
+            new_v.append(v_new)
+        self.cache = KVCache([torch.cat([k, n]) for k, n in zip(self.cache.k, new_k, strict=True)],
+                             [torch.cat([v, n]) for v, n in zip(self.cache.v, new_v, strict=True)])
+        self.lengths = torch.cat([self.lengths, torch.full((copies,), P, dtype=torch.long, device=self.device)])
+        return logits.expand(copies, -1)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only `rows` (in this order); the others leave the batch."""
+        if len(rows) == self.size:
+            return
+        if not rows:
+            self.cache, self.lengths, self.end = None, self.lengths[:0], 0
+            return
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        assert self.cache is not None
+        self.cache = KVCache([k.index_select(0, index) for k in self.cache.k],
+                             [v.index_select(0, index) for v in self.cache.v])
+        self.lengths = self.lengths.index_select(0, index)
+
+    # --- decoding -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, tokens: Tensor) -> Tensor:
+        """Feed each row's newest token (every row must have fewer than block_size tokens); returns
+        logits [B, V] for the token after it."""
+        assert self.cache is not None and tokens.shape[0] == self.size
+        if int(self.lengths.max()) >= self.block_size:
+            raise ValueError("a row with a full context cannot take another token")
+        if self.end >= self.width:
+            self._compact()
+        start = self.end - int(self.lengths.max())
+        view = KVCache([k[:, :, start:] for k in self.cache.k], [v[:, :, start:] for v in self.cache.v])
+        slot = self.end - start
+        mask = None
+        if bool((self.lengths != self.lengths[0]).any()):
+            # Slot s (relative to `start`) is a real token of row r when s >= slot - lengths[r].
+            first = slot - self.lengths
+            mask = (torch.arange(slot + 1, device=self.device)[None] >= first[:, None])[:, None, None]
+        positions = self.lengths[:, None]
+        logits = self.model.forward_cached(tokens[:, None].to(self.device), positions, view,
+                                           torch.tensor([slot], device=self.device), slot + 1, mask)
+        self.lengths = self.lengths + 1
+        self.end += 1
+        return logits
+
+    # --- slot bookkeeping -----------------------------------------------------------------------------
+    def _move(self, shift: int) -> None:
+        """Move every row's tokens `shift` slots right (positive) or left (negative)."""
+        assert self.cache is not None
+        used = int(self.lengths.max()) if self.size else 0
+        src = slice(self.end - used, self.end)
+        dst = slice(self.end - used + shift, self.end + shift)
+        if used:
+            for t in (*self.cache.k, *self.cache.v):
+                t[:, :, dst] = t[:, :, src].clone()
+        self.end += shift
+
+    def _compact(self) -> None:
+        used = int(self.lengths.max())
+        self._move(-(self.end - used))
+        self.compactions += 1
