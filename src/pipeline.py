@@ -31,4 +31,5 @@ STAGES: dict[str, Stage] = {
     "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain", "normalize")),
     "sft": Stage("src.training.sft:sft", ("seed", "model", "trainer", "sft")),
     "build_dialogues": Stage("src.data.dialogues.build:build_dialogues", ("build_dialogues", "normalize")),
+    "reranker_data": Stage("src.data.reranker.build:reranker_data", ("seed", "reranker_data")),
 }

@@ -11,6 +11,7 @@ from src.config.sections.generation import GenerationConfig
 from src.config.sections.model import ModelConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.config.sections.pretrain import PretrainConfig
+from src.config.sections.reranker_data import RerankerDataConfig
 from src.config.sections.scrape_librus import ScrapeLibrusConfig
 from src.config.sections.scrape_opensubs import ScrapeOpensubsConfig
 from src.config.sections.sft import SFTConfig
@@ -39,3 +40,4 @@ class RootConfig:
     build_dialogues: BuildDialoguesConfig = field(default_factory=BuildDialoguesConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    reranker_data: RerankerDataConfig = field(default_factory=RerankerDataConfig)

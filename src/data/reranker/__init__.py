@@ -1,0 +1,1 @@
+"""Samples for the next-line reranker (the reranker_data stage)."""
