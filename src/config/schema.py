@@ -8,6 +8,7 @@ from src.config.sections.build_dialogues import BuildDialoguesConfig
 from src.config.sections.clean_librus import CleanLibrusConfig
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.config.sections.generation import GenerationConfig
+from src.config.sections.kto_pairs import KtoPairsConfig
 from src.config.sections.model import ModelConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.config.sections.pretrain import PretrainConfig
@@ -39,5 +40,6 @@ class RootConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     build_dialogues: BuildDialoguesConfig = field(default_factory=BuildDialoguesConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    kto_pairs: KtoPairsConfig = field(default_factory=KtoPairsConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     reranker_data: RerankerDataConfig = field(default_factory=RerankerDataConfig)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Defaults: a period of up to 16 items, repeated at least 3 times back to back, over at least 12
 # items in all ("ha ha ha" is speech; the same clause three times over, or one token 12 times, is not).
@@ -191,3 +191,24 @@ def detect_no_end(ended: bool, n_tokens: int, max_new_tokens: int) -> Detection:
     """A reply that never closed its turn: cut at the token limit (or the context), or stopped on
     another special token, without <|end|>. Score: the share of `max_new_tokens` used."""
     return Detection(n_tokens / max_new_tokens if max_new_tokens > 0 else 0.0, not ended)
+
+
+FAILURES = ("loop", "canned", "markdown_wall", "no_end")
+
+
+def detect_failures(reply: str, prompt: str, *, ended: bool, n_tokens: int, max_new_tokens: int,
+                    tokens: Sequence[Hashable] | None = None,
+                    thresholds: Mapping[str, Any] | None = None) -> dict[str, Detection]:
+    """Every detector on one reply, by name (FAILURES). `thresholds`: the keys of DetectorConfig
+    (src/config/sections/detectors.py); missing keys take the functions' defaults."""
+    t = dict(thresholds or {})
+
+    def pick(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: v for k, v in t.items() if k.startswith(prefix)}
+
+    return {
+        "loop": detect_loop(reply, tokens, **pick("loop_")),
+        "canned": detect_canned(reply, prompt, **pick("canned_")),
+        "markdown_wall": detect_markdown_wall(reply, **pick("markdown_")),
+        "no_end": detect_no_end(ended, n_tokens, max_new_tokens),
+    }

@@ -151,3 +151,18 @@ def test_no_end():
     assert detect_no_end(False, 400, 400) == (1.0, True)
     assert detect_no_end(True, 100, 400) == (0.25, False)
     assert detect_no_end(False, 30, 400).flagged  # stopped on another special token
+
+
+def test_detect_failures_runs_every_detector_with_config_thresholds():
+    from dataclasses import asdict
+
+    from src.config.sections.detectors import DetectorConfig
+    from src.eval.detectors import FAILURES, detect_failures
+
+    found = detect_failures("я не знаю, " * 8, "Что почитать?", ended=False, n_tokens=80, max_new_tokens=80,
+                            thresholds=asdict(DetectorConfig()))
+    assert tuple(found) == FAILURES
+    assert found["loop"].flagged and found["no_end"].flagged and not found["markdown_wall"].flagged
+    strict = asdict(DetectorConfig(loop_max_compression=1000.0, loop_min_repeats=100, loop_min_span=1000))
+    relaxed = detect_failures("я не знаю, " * 8, "", ended=True, n_tokens=5, max_new_tokens=80, thresholds=strict)
+    assert not relaxed["loop"].flagged and not relaxed["no_end"].flagged

@@ -1,0 +1,1 @@
+"""Preference data for tuning after SFT: the kto_pairs stage (kto_pairs.py)."""
