@@ -15,6 +15,7 @@ from src.config.sections.pretrain import PretrainConfig
 from src.config.sections.reranker_data import RerankerDataConfig
 from src.config.sections.scrape_librus import ScrapeLibrusConfig
 from src.config.sections.scrape_opensubs import ScrapeOpensubsConfig
+from src.config.sections.serve import ServeConfig
 from src.config.sections.sft import SFTConfig
 from src.config.sections.tokenize import TokenizeConfig
 from src.config.sections.tokenizer import TokenizerConfig
@@ -42,4 +43,5 @@ class RootConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     kto_pairs: KtoPairsConfig = field(default_factory=KtoPairsConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     reranker_data: RerankerDataConfig = field(default_factory=RerankerDataConfig)
