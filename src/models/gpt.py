@@ -392,6 +392,23 @@ class GPT(nn.Module):
                                ignore_index=IGNORE_INDEX)
         return logits, loss
 
+    def encode(self, idx: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Final hidden states [B, T, C] with bidirectional attention (no causal mask): the model as
+        an encoder (the reranker's cross-encoder). `key_mask` [B, T] (True = a real token) keeps
+        padding out of every position's attention; padded positions still get (unused) outputs."""
+        B, T = idx.shape
+        if T > self.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than model.block_size={self.block_size}")
+        if key_mask is None:
+            key_mask = torch.ones(B, T, dtype=torch.bool, device=idx.device)
+        positions = torch.arange(T, device=idx.device)
+        # The "mask" layout with a key-padding mask (no causal part): every token sees every real token.
+        layout = PackedLayout(positions.expand(B, T), "mask", mask=key_mask[:, None, None, :].to(torch.bool))
+        x, rope = self._embed(idx, positions)
+        for block in self.transformer.h:
+            x = block(x, rope, layout)
+        return self.transformer.ln_f(x)
+
     def forward_cached(self, idx: Tensor, positions: Tensor, cache: KVCache, slots: Tensor,
                        kv_len: int, attn_mask: Tensor | None = None,
                        last_only: bool = True) -> Tensor:
