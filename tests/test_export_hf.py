@@ -179,3 +179,35 @@ def test_sample_model_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(hf_model(torch.tensor([ids])).logits,
                                    loaded.model(torch.tensor([ids]))[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.real_data
+def test_tokenizer_agrees_on_real_classics(shared_data, tmp_path):
+    """A 2k BPE trained on the first 5k characters of 60 real files; the transformers tokenizer
+    must give our ids on the next 5k characters of every one (unseen text, Cyrillic punctuation,
+    archaic letters through byte fallback)."""
+    files = sorted((shared_data / "corpus_ru").rglob("*.txt"))[::5][:60]
+    if not files:
+        pytest.skip(f"no .txt files under {shared_data / 'corpus_ru'}")
+
+    def read(path: Path) -> str:
+        raw = path.read_bytes()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:  # one file is windows-1251 (corpus_ru/PROVENANCE.md)
+            return raw.decode("cp1251")
+
+    texts = [read(f) for f in files]
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("\n".join(t[:5000] for t in texts), encoding="utf-8")
+    from src.config.sections.tokenizer import TokenizerConfig
+    from src.exporting.chat_jinja import chat_template_jinja
+    from src.exporting.hf_tokenizer import build_hf_tokenizer
+    from src.tokenizers.bpe import train_bpe
+
+    tok = train_bpe(corpus, TokenizerConfig(vocab_size=2000, num_threads=1, hard_vocab_limit=False),
+                    seed=0, normalize_cfg=None)
+    hf_tok = build_hf_tokenizer(tok, chat_template_jinja(), 1024)
+    bad = [f.name for f, t in zip(files, texts, strict=True)
+           if hf_tok(t[5000:10000], add_special_tokens=False)["input_ids"] != tok.encode(t[5000:10000])]
+    assert not bad, f"{len(bad)} of {len(files)} files tokenize differently: {bad[:5]}"
