@@ -118,7 +118,7 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": served.name, **scheduler.load()}
+        return {"status": "ok", "model": served.name, "chat": prompts.chat, **scheduler.load()}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
