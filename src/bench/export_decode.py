@@ -30,6 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.generation.loading import LoadedModel, load_for_generation
+from src.generation.precision import default_precision
 from src.models.gpt import GPT
 from src.paths import CONF_DIR
 
@@ -60,13 +61,15 @@ def greedy_loop(prefill: Callable[[list[int]], np.ndarray], step: Callable[[int]
     return Run(tokens, first_logits, first - start, rate)
 
 
-def run_ours(model: GPT, prompt: list[int], new_tokens: int) -> Run:
+def run_ours(model: GPT, prompt: list[int], new_tokens: int, precision: str = "fp32") -> Run:
     from src.generation.engine import Engine
+    from src.generation.precision import convert_for_decoding
     from src.generation.sampling import GREEDY
 
-    engine = Engine(model, precision="fp32")
+    engine = Engine(model, precision=precision)
     with torch.inference_mode():
-        first_logits = model(torch.tensor([prompt]))[0][0, -1].float().numpy()
+        converted = convert_for_decoding(model, precision, torch.device("cpu")).eval()
+        first_logits = converted(torch.tensor([prompt]))[0][0, -1].float().numpy()
     start = time.perf_counter()
     first = None
     tokens: list[int] = []
@@ -179,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
             write_gguf(loaded, ggufs[dtype], dtype)
         ours = best_of(args.repeats, lambda: run_ours(model, prompt, new_tokens))
         rows.append(("ours (PyTorch fp32)", ours, ""))
+        default = default_precision(torch.device("cpu"))
+        if default != "fp32":  # the engine's CPU default (int8 weights), to set beside q8_0
+            rows.append((f"ours (PyTorch {default})", best_of(
+                args.repeats, lambda: run_ours(model, prompt, new_tokens, default)), ""))
         theirs = best_of(args.repeats, lambda: run_transformers(hf_dir, prompt, new_tokens))
         rows.append(("transformers fp32", theirs, ""))
         try:
