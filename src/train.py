@@ -1,8 +1,8 @@
 """`python -m src.train +experiment=NAME [overrides]`: training outside the DVC pipeline.
 
-Calls the same stage function as `dvc repro pretrain` (or `dvc repro sft` when the config's `task`
-is sft, as in the sft_* experiments) through `execute_stage`, so each run is an MLflow run with its
-full config. Hydra sweeps give one run per point:
+Calls the same stage function as `dvc repro pretrain` (or `dvc repro sft` / `dvc repro kto` when the
+config's `task` is sft or kto, as in the sft_* and kto_* experiments) through `execute_stage`, so
+each run is an MLflow run with its full config. Hydra sweeps give one run per point:
 
     python -m src.train -m +experiment=cpu_smoke model.n_layer=1,2
 
@@ -25,7 +25,7 @@ from src.errors import InputError
 from src.paths import CONF_DIR
 
 # The stages `task` may name: they take the same trainer and a recipe section of the same shape.
-TASKS = ("pretrain", "sft")
+TASKS = ("pretrain", "sft", "kto")
 
 # The job directory depends only on the command's overrides (no timestamp), so a rerun resumes.
 DEFAULT_DIRS = {

@@ -8,6 +8,7 @@ from src.config.sections.build_dialogues import BuildDialoguesConfig
 from src.config.sections.clean_librus import CleanLibrusConfig
 from src.config.sections.clean_subs import CleanSubsConfig
 from src.config.sections.generation import GenerationConfig
+from src.config.sections.kto import KTOConfig
 from src.config.sections.kto_pairs import KtoPairsConfig
 from src.config.sections.model import ModelConfig
 from src.config.sections.normalize import NormalizeConfig
@@ -26,7 +27,7 @@ from src.config.sections.trainer import TrainerConfig
 @dataclass
 class RootConfig:
     seed: int = 1337
-    # the stage `python -m src.train` runs: pretrain | sft
+    # the stage `python -m src.train` runs: pretrain | sft | kto
     task: str = "pretrain"
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
@@ -41,6 +42,7 @@ class RootConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     build_dialogues: BuildDialoguesConfig = field(default_factory=BuildDialoguesConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    kto: KTOConfig = field(default_factory=KTOConfig)
     kto_pairs: KtoPairsConfig = field(default_factory=KtoPairsConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
