@@ -13,6 +13,7 @@ from src.config.sections.kto_pairs import KtoPairsConfig
 from src.config.sections.model import ModelConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.config.sections.pretrain import PretrainConfig
+from src.config.sections.reranker import RerankerConfig
 from src.config.sections.reranker_data import RerankerDataConfig
 from src.config.sections.scrape_librus import ScrapeLibrusConfig
 from src.config.sections.scrape_opensubs import ScrapeOpensubsConfig
@@ -47,3 +48,4 @@ class RootConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     reranker_data: RerankerDataConfig = field(default_factory=RerankerDataConfig)
+    reranker: RerankerConfig = field(default_factory=RerankerConfig)

@@ -69,10 +69,12 @@ class NonFiniteGuard:
 
 
 class PretrainModule(L.LightningModule):
-    def __init__(self, model: dict, pretrain: dict, trainer: dict, tokenizer_dir: str,
+    def __init__(self, model: dict | torch.nn.Module, pretrain: dict, trainer: dict, tokenizer_dir: str,
                  identity: dict | None = None, normalize: dict | None = None) -> None:
         super().__init__()
-        self.model = GPT.from_config_dict(model)
+        # A config dict builds a GPT; a module (the reranker's cross-encoder) is trained as given: it
+        # has the GPT's config_dict and optim_groups.
+        self.model = model if isinstance(model, torch.nn.Module) else GPT.from_config_dict(model)
         # `identity` says what is being trained (seed, model, recipe, data): resume only if it matches.
         # tokenizer_sha256: every load checks the tokenizer at tokenizer_dir against it (the path is
         # the same for every tokenizer preset); normalize: the corpus normalization, which chat
