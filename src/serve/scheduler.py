@@ -77,11 +77,16 @@ def held_back(text: str, stops: Sequence[str]) -> int:
     character: a trailing U+FFFD), and so must not be sent yet."""
     if text.endswith("\ufffd"):
         return len(text) - len(text.rstrip("\ufffd"))
-    longest = max((len(s) for s in stops), default=0)
-    for k in range(min(len(text), longest - 1), 0, -1):
-        if any(s.startswith(text[-k:]) for s in stops):
-            return k
-    return 0
+    held = 0
+    for stop in stops:
+        # The earliest place a proper prefix of `stop` could start gives the longest hold.
+        i = text.find(stop[0], max(0, len(text) - len(stop) + 1)) if stop else -1
+        while i != -1:
+            if stop.startswith(text[i:]):
+                held = max(held, len(text) - i)
+                break
+            i = text.find(stop[0], i + 1)
+    return held
 
 
 @dataclass(eq=False)

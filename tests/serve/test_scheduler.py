@@ -170,6 +170,7 @@ def test_a_cancelled_job_leaves_the_batch(scheduler):
 
 @pytest.mark.parametrize("text,stops,held", [
     ("abc", ["cd"], 1), ("abc", ["bcx"], 2), ("abc", ["x"], 0), ("ab\ufffd", [], 1), ("ab<|e", ["<|end|>"], 3),
+    ("abc<|en", ["<|end|>", "<|user|>"], 4), ("aaa", ["aab"], 2), ("ab<|end", ["d|>x", "<|e"], 1), ("", ["x"], 0),
 ])
 def test_held_back(text, stops, held):
     assert held_back(text, stops) == held
