@@ -35,4 +35,5 @@ STAGES: dict[str, Stage] = {
     "kto_pairs": Stage("src.data.preferences.kto_pairs:kto_pairs", ("seed", "kto_pairs")),
     "reranker_data": Stage("src.data.reranker.build:reranker_data", ("seed", "reranker_data")),
     "reranker": Stage("src.training.reranker:reranker", ("seed", "trainer", "reranker")),
+    "markov": Stage("src.generation.markov_stage:markov", ("seed", "markov", "normalize")),
 }

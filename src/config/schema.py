@@ -10,6 +10,7 @@ from src.config.sections.clean_subs import CleanSubsConfig
 from src.config.sections.generation import GenerationConfig
 from src.config.sections.kto import KTOConfig
 from src.config.sections.kto_pairs import KtoPairsConfig
+from src.config.sections.markov import MarkovConfig
 from src.config.sections.model import ModelConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.config.sections.pretrain import PretrainConfig
@@ -49,3 +50,4 @@ class RootConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     reranker_data: RerankerDataConfig = field(default_factory=RerankerDataConfig)
     reranker: RerankerConfig = field(default_factory=RerankerConfig)
+    markov: MarkovConfig = field(default_factory=MarkovConfig)

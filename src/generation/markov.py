@@ -1,0 +1,426 @@
+"""An order-n Markov writer over words: cheap candidate lines for the reranker to choose from.
+
+A line is cut into pieces: words and punctuation runs, each carrying the single space before it
+(" world", ","), so joining the pieces gives the line back exactly. The model stores, for every key of
+1..`order` consecutive pieces seen in the corpus, how often each piece followed it. Generation walks
+many lines at once with numpy: every step looks each row's key up in sorted hash arrays
+(`np.searchsorted`), backs off to a shorter key when the longer one is unknown or has fewer than
+`min_continuations` distinct followers (so the writer recombines instead of copying the corpus), and
+draws the next piece from one global array of cumulative counts (a second `searchsorted`).
+
+A second table holds the same counts over reversed lines. It lets a candidate grow outward from a
+word of the conversation: backward to a line start, then forward to a line end, so the word sits
+anywhere in the line rather than only at its start.
+
+Saved as `markov.safetensors` (the arrays) plus `vocab.json` and `meta.json`; no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src.errors import InputError
+
+FORMAT_VERSION = 1
+PAD, BOS, EOS = 0, 1, 2  # PAD matches no key; BOS pads a line's start, EOS ends it
+RESERVED = ("<pad>", "<s>", "</s>")
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_PIECE = re.compile(r" ?(?:\w+(?:['’-]\w+)*|[^\w\s]+)")
+_LETTER = re.compile(r"[^\W\d_]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+def split_pieces(text: str) -> list[str]:
+    """Words and punctuation runs of `text`, each with the one space before it (if any)."""
+    return _PIECE.findall(" ".join(text.split()))
+
+
+def join_pieces(pieces: Iterable[str]) -> str:
+    return "".join(pieces).strip()
+
+
+def script_of(text: str) -> str:
+    """cyrillic, latin, or other: which alphabet most of the line's letters are in."""
+    cyrillic, latin = len(_CYRILLIC.findall(text)), len(_LATIN.findall(text))
+    return "cyrillic" if cyrillic > latin else "latin" if latin else "other"
+
+
+def seed_form(piece: str) -> str | None:
+    """The form a conversation word is matched by (lower case, no space); None for punctuation
+    and numbers, which make poor seeds."""
+    word = piece.strip().lower()
+    return word if _LETTER.search(word) else None
+
+
+def _searchsorted(table: np.ndarray, needles: np.ndarray, side: str = "left") -> np.ndarray:
+    """np.searchsorted with the needles sorted first: numpy then narrows each search from the last
+    result, which halves the time for thousands of random needles in a large table."""
+    order = np.argsort(needles)
+    out = np.empty(len(needles), dtype=np.int64)
+    out[order] = np.searchsorted(table, needles[order], side=side)
+    return out
+
+
+def _mix(h: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    # FNV-1a over ids; uint64 arithmetic wraps, which is the point
+    return (h ^ (ids.astype(np.uint64) + np.uint64(1))) * _FNV_PRIME
+
+
+class Table:
+    """The counts of one direction as an automaton.
+
+    States: order 0 (one state, the unigram counts), then every key of 1..order pieces, sorted by
+    hash within its order, then one absorbing state after a line's end. Each state owns a slice of
+    the transition arrays: the next piece, its count (as an inclusive running sum over all
+    transitions) and `dest`, the state the writer is in after that piece: the longest suffix of
+    (key + piece) known with at least `min_choices` continuations, else the longest known one, else
+    order 0. A walk step is then three gathers per row, whatever the order.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], order: int) -> None:
+        self.order = order
+        self.next_ids = arrays["next_ids"]
+        self.cum_end = arrays["cum_end"]
+        self.dest = arrays["dest"]
+        self.state_base = arrays["state_base"]  # count mass before each state's first transition
+        self.state_total = arrays["state_total"]
+        self.state_choices = arrays["state_choices"]  # distinct continuations
+        self.hashes = [arrays[f"hashes_{k}"] for k in range(1, order + 1)]
+        self.keys = [arrays[f"keys_{k}"].reshape(-1, k) for k in range(1, order + 1)]
+        self.first_state = arrays["first_state"]  # global index of each order's first state
+        self.absorbing = len(self.state_total) - 1
+        # one entry per unit of count mass: a draw is a gather, not a search (4 bytes x pieces x
+        # (order + 2); derived here, not stored)
+        counts = np.diff(self.cum_end, prepend=0)
+        self.slot = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"next_ids": self.next_ids, "cum_end": self.cum_end, "dest": self.dest,
+               "state_base": self.state_base, "state_total": self.state_total,
+               "state_choices": self.state_choices, "first_state": self.first_state}
+        for k in range(1, self.order + 1):
+            out[f"hashes_{k}"] = self.hashes[k - 1]
+            out[f"keys_{k}"] = self.keys[k - 1].reshape(-1)
+        return out
+
+    @classmethod
+    def build(cls, lines: Sequence[np.ndarray], order: int, min_choices: int) -> Table:
+        """Counts of every key of 1..order pieces before each piece (and each line's end)."""
+        pad = np.full(order, BOS, dtype=np.int32)
+        parts = []
+        for ids in lines:
+            parts += [pad, ids.astype(np.int32), np.array([EOS], dtype=np.int32)]
+        seq = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        targets = np.flatnonzero(seq != BOS)  # every piece and line end; BOS is never a target
+        nexts = seq[targets]
+        uni_next, uni_count = np.unique(nexts, return_counts=True)
+        next_parts, count_parts = [uni_next.astype(np.int32)], [uni_count.astype(np.int64)]
+        key_parts = [np.full((len(uni_next), order), PAD, dtype=np.int32)]  # each transition's key
+        choices, totals = [len(uni_next)], [int(uni_count.sum())]
+        arrays: dict[str, np.ndarray] = {}
+        first_state = [0]
+        h = np.full(len(targets), _FNV_OFFSET, dtype=np.uint64)
+        n_states = 1
+        for k in range(1, order + 1):
+            h = _mix(h, seq[targets - k])
+            keys = np.stack([seq[targets - j] for j in range(k, 0, -1)], axis=1)  # oldest first
+            sort = np.lexsort((nexts, h))
+            hs, ns, ks = h[sort], nexts[sort], keys[sort]
+            new_key = np.ones(len(hs), dtype=bool)
+            new_key[1:] = hs[1:] != hs[:-1]
+            new_pair = new_key.copy()
+            new_pair[1:] |= ns[1:] != ns[:-1]
+            key_start = np.flatnonzero(new_key)
+            # equal hashes must be equal keys (a 64-bit collision is astronomically unlikely)
+            owner = np.cumsum(new_key) - 1
+            if not np.array_equal(ks, ks[key_start][owner]):
+                raise RuntimeError(f"markov: hash collision between two keys of order {k}")
+            pair_start = np.flatnonzero(new_pair)
+            pair_count = np.diff(np.append(pair_start, len(hs)))
+            pair_owner = owner[pair_start]
+            arrays[f"hashes_{k}"] = hs[key_start]
+            arrays[f"keys_{k}"] = ks[key_start].astype(np.int32).reshape(-1)
+            next_parts.append(ns[pair_start].astype(np.int32))
+            count_parts.append(pair_count.astype(np.int64))
+            padded = np.full((len(pair_start), order), PAD, dtype=np.int32)
+            padded[:, order - k:] = ks[pair_start]
+            key_parts.append(padded)
+            n_keys = len(key_start)
+            choices.extend(np.bincount(pair_owner, minlength=n_keys).tolist())
+            totals.extend(np.bincount(pair_owner, weights=pair_count, minlength=n_keys).astype(np.int64).tolist())
+            first_state.append(n_states)
+            n_states += n_keys
+        # the absorbing state: a finished line stays finished
+        next_parts.append(np.array([EOS], dtype=np.int32))
+        count_parts.append(np.array([1], dtype=np.int64))
+        choices.append(1)
+        totals.append(1)
+        counts = np.concatenate(count_parts)
+        total = np.asarray(totals, dtype=np.int64)
+        arrays["next_ids"] = np.concatenate(next_parts)
+        arrays["cum_end"] = np.cumsum(counts)
+        arrays["state_base"] = np.concatenate([[0], np.cumsum(total)[:-1]]).astype(np.int64)
+        arrays["state_total"] = total
+        arrays["state_choices"] = np.asarray(choices, dtype=np.int32)
+        arrays["first_state"] = np.asarray(first_state, dtype=np.int64)
+        arrays["dest"] = np.zeros(len(counts), dtype=np.int32)
+        table = cls(arrays, order)
+        # where each transition leads: the state of (key + piece), its oldest piece dropped
+        keys = np.concatenate(key_parts)
+        shifted = np.concatenate([keys[:, 1:], arrays["next_ids"][:len(keys), None]], axis=1)
+        dest = np.full(len(counts), n_states, dtype=np.int32)
+        for lo in range(0, len(shifted), 1 << 16):
+            part = slice(lo, min(lo + (1 << 16), len(shifted)))
+            dest[part] = table.states(shifted[part], min_choices)
+        dest[arrays["next_ids"] == EOS] = n_states
+        table.dest = arrays["dest"] = dest
+        return table
+
+    def states(self, ctx: np.ndarray, min_choices: int) -> np.ndarray:
+        """The state of each row of `ctx` ([B, order] piece ids, newest last; PAD = unknown): its
+        longest key with at least `min_choices` continuations, else its longest known key, else
+        the unigram state (0)."""
+        rows = len(ctx)
+        best = np.full(rows, -1, dtype=np.int64)
+        longest = np.full(rows, -1, dtype=np.int64)
+        h = np.full(rows, _FNV_OFFSET, dtype=np.uint64)
+        found_at: list[np.ndarray] = []
+        for k in range(1, self.order + 1):
+            h = _mix(h, ctx[:, -k])
+            table = self.hashes[k - 1]
+            if len(table) == 0:
+                found_at.append(np.full(rows, -1, dtype=np.int64))
+                continue
+            pos = np.minimum(_searchsorted(table, h), len(table) - 1)
+            hit = (table[pos] == h) & (self.keys[k - 1][pos] == ctx[:, -k:]).all(axis=1)
+            found_at.append(np.where(hit, self.first_state[k] + pos, -1))
+        for k in range(self.order, 0, -1):
+            state = found_at[k - 1]
+            known = state >= 0
+            longest = np.where((longest < 0) & known, state, longest)
+            rich = known & (self.state_choices[np.maximum(state, 0)] >= min_choices)
+            best = np.where((best < 0) & rich, state, best)
+        chosen = np.where(best >= 0, best, longest)
+        return np.where(chosen >= 0, chosen, 0)
+
+    def walk(self, states: np.ndarray, max_pieces: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Continue from each of `states` up to `max_pieces` pieces or its line end. Returns the
+        pieces ([B, max_pieces]; EOS from a row's end on) and each row's length (-1: no end)."""
+        rows = len(states)
+        out = np.full((rows, max_pieces), EOS, dtype=np.int32)
+        s = states.astype(np.int64)
+        live = np.arange(rows)  # rows still writing (finished ones are dropped every few steps)
+        for step in range(max_pieces):
+            mass = self.state_base[s] + (rng.random(len(s)) * self.state_total[s]).astype(np.int64)
+            t = self.slot[mass]
+            out[live, step] = self.next_ids[t]
+            s = self.dest[t]
+            if step % 4 == 3:
+                going = s != self.absorbing
+                if not going.all():
+                    live, s = live[going], s[going]
+                    if len(live) == 0:
+                        break
+        is_end = out == EOS
+        lengths = np.where(is_end.any(axis=1), is_end.argmax(axis=1), -1)
+        return out, lengths
+
+
+@dataclass
+class Candidates:
+    texts: list[str]
+    seeds: list[str | None]  # the conversation word each line grew from; None: from a line start
+
+
+class MarkovModel:
+    """Forward and backward tables over one vocabulary of pieces."""
+
+    def __init__(self, vocab: list[str], forward: Table, backward: Table, meta: dict) -> None:
+        self.vocab = vocab
+        self.forward, self.backward = forward, backward
+        self.order = forward.order
+        self.min_choices = int(meta["min_choices"])
+        self.meta = meta
+        # every piece's UTF-8 bytes in one buffer (PAD and BOS empty, EOS a newline), for texts()
+        encoded = [b"", b"", b"\n"] + [p.encode("utf-8") for p in vocab[len(RESERVED):]]
+        self._piece_len = np.array([len(b) for b in encoded], dtype=np.int64)
+        self._piece_off = np.concatenate([[0], np.cumsum(self._piece_len)[:-1]]).astype(np.int64)
+        self._piece_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        uni = np.zeros(len(vocab), dtype=np.int64)
+        n_uni = forward.state_choices[0]
+        uni[forward.next_ids[:n_uni]] = np.diff(forward.cum_end[:n_uni], prepend=0)
+        self.unigram = uni
+        # seed form -> piece ids spelling it (" Word", "word", ...)
+        self.forms: dict[str, list[int]] = {}
+        for i, piece in enumerate(vocab):
+            form = seed_form(piece) if i >= len(RESERVED) else None
+            if form is not None:
+                self.forms.setdefault(form, []).append(i)
+
+    @classmethod
+    def build(cls, lines: Iterable[str], order: int, min_choices: int = 2,
+              meta: dict | None = None) -> MarkovModel:
+        """A model of `lines` with keys of up to `order` pieces; a key with fewer than
+        `min_choices` distinct continuations gives way to a shorter one (1: plain longest match,
+        which mostly copies the corpus once keys are long)."""
+        if order < 1 or min_choices < 1:
+            raise ValueError(f"order and min_choices must be >= 1, got {order} and {min_choices}")
+        # Pieces are told apart by the script of their line, so that "," after a Russian line
+        # never leads into an English one: the writer keeps to one language per line.
+        index: dict[tuple[str, str], int] = {("", p): i for i, p in enumerate(RESERVED)}
+        encoded: list[np.ndarray] = []
+        scripts: Counter[str] = Counter()
+        for line in lines:
+            pieces = split_pieces(line)
+            if pieces:
+                pieces[0] = pieces[0].lstrip()  # a line's first piece has no space before it
+                script = script_of(line)
+                scripts[script] += 1
+                encoded.append(np.fromiter((index.setdefault((script, p), len(index)) for p in pieces),
+                                           np.int32, count=len(pieces)))
+        if not encoded:
+            raise InputError("markov: no line with a word to learn from")
+        vocab = [p for _, p in index]
+        meta = {**(meta or {}), "format_version": FORMAT_VERSION, "order": order,
+                "min_choices": min_choices, "lines": len(encoded), "lines_by_script": dict(scripts),
+                "pieces": int(sum(len(e) for e in encoded)), "vocab_size": len(vocab)}
+        return cls(vocab, Table.build(encoded, order, min_choices),
+                   Table.build([e[::-1] for e in encoded], order, min_choices), meta)
+
+    # --- generation ---------------------------------------------------------------------------
+    def seeds(self, context: Sequence[str], seed_lines: int) -> tuple[list[str], np.ndarray]:
+        """Words of the last `seed_lines` context lines the model knows, and their weights
+        (rarer words weigh more: they say more about what the line is about)."""
+        words: dict[str, float] = {}
+        for line in list(context)[-seed_lines:] if seed_lines else []:
+            for piece in split_pieces(line):
+                form = seed_form(piece)
+                if form in self.forms and form not in words:
+                    words[form] = 1.0 / np.sqrt(self.unigram[self.forms[form]].sum())
+        return list(words), np.asarray(list(words.values()), dtype=np.float64)
+
+    def generate(self, n: int, context: Sequence[str] = (), *, seed: int | None = None,
+                 seeded_share: float = 0.5, seed_lines: int = 1, max_pieces: int = 40,
+                 rounds: int = 4) -> Candidates:
+        """Up to `n` distinct lines; `seeded_share` of them grown from words of the last
+        `seed_lines` context lines (when the model knows any), the rest from line starts. Lines that
+        hit `max_pieces` before ending are thrown away; a round that leaves the set short of `n`
+        (repeats, unfinished lines) is followed by another, at most `rounds` in all."""
+        rng = np.random.default_rng(seed)
+        words, weights = self.seeds(context, seed_lines)
+        found: dict[str, str | None] = {}
+        rows = n + n // 4  # repeats and unfinished lines are a few percent; one round mostly does
+        for _ in range(rounds):
+            n_seeded = int(round(rows * seeded_share)) if words else 0
+            pieces, seeds = self._seeded(n_seeded, words, weights, rng, max_pieces)
+            more, _ = self._from_start(rows - n_seeded, rng, max_pieces)
+            for text, word in zip(self.texts(pieces) + self.texts(more), seeds + [None] * len(more),
+                                  strict=True):
+                if text and text not in found:
+                    found[text] = word
+                    if len(found) == n:
+                        return Candidates(list(found), list(found.values()))
+            rows = 2 * (n - len(found))
+        return Candidates(list(found), list(found.values()))
+
+    def texts(self, pieces: np.ndarray) -> list[str]:
+        """The lines of `pieces` ([B, L] ids, EOS at and after each line's end), all decoded at once:
+        their bytes gathered into one buffer with a newline per line end, then split."""
+        if len(pieces) == 0:
+            return []
+        ends = np.cumsum(pieces == EOS, axis=1)
+        if not (ends[:, -1] > 0).all():
+            raise ValueError("texts() takes finished lines only (an EOS in every row)")
+        flat = np.where(ends > 1, PAD, pieces).ravel()  # one EOS (a newline) per line
+        sizes = self._piece_len[flat]
+        starts = np.repeat(self._piece_off[flat] - (np.cumsum(sizes) - sizes), sizes)
+        data = self._piece_bytes[starts + np.arange(int(sizes.sum()))].tobytes().decode("utf-8")
+        return [line.strip() for line in data.split("\n")[:len(pieces)]]
+
+    def _from_start(self, rows: int, rng: np.random.Generator,
+                    max_pieces: int) -> tuple[np.ndarray, list[str | None]]:
+        if rows <= 0:
+            return np.zeros((0, max_pieces), np.int32), []
+        start = self.forward.states(np.full((1, self.order), BOS, dtype=np.int32), self.min_choices)
+        pieces, lengths = self.forward.walk(np.repeat(start, rows), max_pieces, rng)
+        return pieces[lengths >= 0], [None] * int((lengths >= 0).sum())
+
+    def _seeded(self, rows: int, words: list[str], weights: np.ndarray, rng: np.random.Generator,
+                max_pieces: int) -> tuple[np.ndarray, list[str | None]]:
+        if rows <= 0 or not words:
+            return np.zeros((0, 2 * max_pieces + 1), np.int32), []
+        which = rng.choice(len(words), size=rows, p=weights / weights.sum())
+        start = np.empty(rows, dtype=np.int32)
+        for w in np.unique(which):  # a spelling of the word, as often as the corpus uses it
+            ids = np.asarray(self.forms[words[w]])
+            rows_w = np.flatnonzero(which == w)
+            counts = self.unigram[ids].astype(np.float64)
+            start[rows_w] = rng.choice(ids, size=len(rows_w), p=counts / counts.sum())
+        ctx = np.full((rows, self.order), PAD, dtype=np.int32)
+        ctx[:, -1] = start
+        back, back_len = self.backward.walk(self.backward.states(ctx, self.min_choices), max_pieces, rng)
+        # the forward key: line start padding, the backward pieces in reading order, the seed
+        fwd_ctx = np.full((rows, self.order), BOS, dtype=np.int32)
+        fwd_ctx[:, -1] = start
+        for j in range(1, min(self.order, max_pieces + 1)):  # back[:, j-1]: jth piece before the seed
+            fwd_ctx[:, -1 - j] = np.where(j - 1 < back_len, back[:, j - 1], BOS)
+        fwd, fwd_len = self.forward.walk(self.forward.states(fwd_ctx, self.min_choices), max_pieces, rng)
+        ok = (back_len >= 0) & (fwd_len >= 0)
+        # one row per line: the backward pieces reversed (PAD before them), the seed, the forward ones
+        back_rev = np.where(back == EOS, PAD, back)[ok, ::-1]
+        lines = np.concatenate([back_rev, start[ok, None], fwd[ok]], axis=1)
+        return lines, [words[i] for i in which[ok]]
+
+    # --- artifact ------------------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        from src.atomic_io import atomic_path, write_json_atomic
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {f"forward.{k}": v for k, v in self.forward.arrays().items()}
+        tensors |= {f"backward.{k}": v for k, v in self.backward.arrays().items()}
+        with atomic_path(out / "markov.safetensors") as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
+        write_json_atomic(out / "vocab.json", self.vocab, indent=None)
+        write_json_atomic(out / "meta.json", self.meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MarkovModel:
+        """A saved model: its directory (or any file in it)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        root = Path(path)
+        root = root.parent if root.is_file() else root
+        files = [root / "markov.safetensors", root / "vocab.json", root / "meta.json"]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise InputError(f"{root}: not a Markov model ({', '.join(missing)} missing; "
+                             "build one with the markov stage)")
+        try:
+            meta = json.loads(files[2].read_text(encoding="utf-8"))
+            vocab = json.loads(files[1].read_text(encoding="utf-8"))
+            tensors = load_file(str(files[0]))
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise InputError(f"{root}: unreadable Markov model ({exc})") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"{files[2]}: format_version {meta.get('format_version')!r}, this code "
+                             f"reads {FORMAT_VERSION}; rebuild it with the markov stage")
+        order = int(meta["order"])
+        try:
+            tables = [Table({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{d}.")},
+                            order) for d in ("forward", "backward")]
+        except KeyError as exc:
+            raise InputError(f"{files[0]}: array {exc} missing; rebuild it with the markov stage") from None
+        return cls(vocab, tables[0], tables[1], meta)

@@ -1,0 +1,191 @@
+"""The Markov writer: pieces, counts, backoff, seeding from the conversation, the artifact, the stage."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from src.config import ConfigError, load_config
+from src.errors import InputError
+from src.generation.markov import (
+    BOS,
+    EOS,
+    MarkovModel,
+    join_pieces,
+    script_of,
+    split_pieces,
+)
+from src.generation.markov_stage import split_sentences
+from src.stage import execute_stage
+
+CORPUS = [
+    "The cat sat on the mat.",
+    "The dog sat on the rug.",
+    "A cat ran to the door.",
+    "The dog ran to the cat.",
+    "Where is the cat?",
+    "Кот сидит на окне.",
+    "Собака сидит у двери.",
+    "Где же кот, скажи мне?",
+]
+
+
+def pairs(lines: list[str]) -> set[tuple[str, str]]:
+    out = set()
+    for line in lines:
+        pieces = split_pieces(line)
+        pieces[0] = pieces[0].lstrip()
+        out |= set(zip(["<s>", *pieces], [*pieces, "</s>"], strict=True))
+    return out
+
+
+def test_pieces_join_back_to_the_line() -> None:
+    for line in ["Hello, world!", "— Да, — сказал он… «Иди».", "It's   a  well-known fact (1999)."]:
+        pieces = split_pieces(line)
+        assert join_pieces(pieces) == " ".join(line.split())
+    assert split_pieces("Oh, no...") == ["Oh", ",", " no", "..."]
+
+
+def test_every_step_of_a_generated_line_was_seen_in_the_corpus() -> None:
+    model = MarkovModel.build(CORPUS, order=3, min_choices=2)
+    seen = pairs(CORPUS)
+    made = model.generate(200, seed=0, seeded_share=0.0).texts
+    assert len(made) > 5
+    for line in made:
+        assert pairs([line]) <= seen, line
+
+
+def test_backoff_recombines_where_longest_match_copies() -> None:
+    copying = MarkovModel.build(CORPUS, order=4, min_choices=1)
+    assert set(copying.generate(100, seed=1, seeded_share=0.0).texts) <= set(CORPUS)
+    mixing = MarkovModel.build(CORPUS, order=4, min_choices=2)
+    new = set(mixing.generate(100, seed=1, seeded_share=0.0).texts) - set(CORPUS)
+    assert new, "with min_choices=2 the writer should leave the corpus's own lines"
+
+
+def test_draws_follow_the_counts() -> None:
+    lines = ["x a"] * 3 + ["x b"]
+    model = MarkovModel.build(lines, order=2, min_choices=1)
+    table = model.forward
+    start = table.states(np.full((1, 2), BOS, dtype=np.int32), 1)
+    pieces, lengths = table.walk(np.repeat(start, 20000), 3, np.random.default_rng(0))
+    assert (lengths == 2).all() and (pieces[:, 2] == EOS).all()
+    second = Counter(model.vocab[i] for i in pieces[:, 1])
+    assert second.keys() == {" a", " b"}
+    assert abs(second[" a"] / 20000 - 0.75) < 0.02
+
+
+def test_lines_keep_to_one_script() -> None:
+    model = MarkovModel.build(CORPUS, order=2, min_choices=2)
+    for line in model.generate(300, seed=3, seeded_share=0.0).texts:
+        assert script_of(line) in ("latin", "cyrillic")
+        letters = [ch for ch in line if ch.isalpha()]
+        assert all(script_of(ch) == script_of(line) for ch in letters), line
+
+
+def test_candidates_grow_from_words_of_the_conversation() -> None:
+    model = MarkovModel.build(CORPUS, order=3, min_choices=2)
+    got = model.generate(60, ["Have you seen my DOOR?"], seed=0, seeded_share=1.0)
+    assert got.texts and set(got.seeds) <= {"have", "you", "seen", "my", "door"} - {"have", "you", "seen", "my"}
+    for text in got.texts:
+        assert "door" in text.lower()
+    # a word in the middle of corpus lines: candidates reach it from a line start and go on after it
+    mid = model.generate(60, ["sat"], seed=0, seeded_share=1.0).texts
+    assert all(" sat " in t for t in mid) and all(t[0].isupper() for t in mid)
+    # nothing known: every candidate comes from a line start
+    cold = model.generate(20, ["zzz qqq"], seed=0, seeded_share=1.0)
+    assert cold.texts and set(cold.seeds) == {None}
+
+
+def test_rare_words_are_preferred_seeds() -> None:
+    model = MarkovModel.build(CORPUS, order=2)
+    words, weights = model.seeds(["the door"], seed_lines=1)
+    assert words == ["the", "door"] and weights[1] > weights[0]
+
+
+def test_same_seed_same_candidates_and_distinct_lines() -> None:
+    model = MarkovModel.build(CORPUS, order=3)
+    a = model.generate(50, ["cat"], seed=7)
+    assert a.texts == model.generate(50, ["cat"], seed=7).texts
+    assert len(set(a.texts)) == len(a.texts)
+    assert a.texts != model.generate(50, ["cat"], seed=8).texts
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    model = MarkovModel.build(CORPUS, order=3, meta={"note": "x"})
+    model.save(tmp_path / "m")
+    loaded = MarkovModel.load(tmp_path / "m" / "meta.json")
+    assert loaded.meta == model.meta and loaded.vocab == model.vocab
+    assert loaded.generate(40, ["кот"], seed=2).texts == model.generate(40, ["кот"], seed=2).texts
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"markov.safetensors", "vocab.json", "meta.json"}
+
+
+def test_load_names_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="vocab.json, meta.json missing"):
+        MarkovModel.load(tmp_path)
+    MarkovModel.build(CORPUS, order=2).save(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(InputError, match="format_version 99"):
+        MarkovModel.load(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "markov.safetensors").write_bytes(b"junk")
+    with pytest.raises(InputError, match="unreadable Markov model"):
+        MarkovModel.load(tmp_path)
+
+
+def test_an_empty_corpus_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="no line with a word"):
+        MarkovModel.build(["", "   "], order=2)
+
+
+def test_sentences_split_at_ends_not_at_abbreviations() -> None:
+    text = "Mr. Darcy came. “Yes,” she said. Why? Он ушёл. — Да! Mrs. Bennet smiled."
+    assert split_sentences(text) == ["Mr. Darcy came.", "“Yes,” she said.", "Why?", "Он ушёл.", "— Да!",
+                                     "Mrs. Bennet smiled."]
+
+
+# --- the stage -----------------------------------------------------------------------------------
+def stage_cfg(tmp: Path, **section: Any) -> Any:
+    subs = pl.DataFrame({"language": ["en"] * 4 + ["de"], "text": CORPUS[:4] + ["Guten Tag, mein Freund."]})
+    subs.write_parquet(tmp / "subs.parquet")
+    book = tmp / "book.txt"
+    book.write_text("Было утро.\n— Кот сидит на окне, — сказал он.\n— Где же кот?\nОни ушли.\n", encoding="utf-8")
+    base = {"out_dir": str(tmp / "model"), "report_dir": str(tmp / "report"), "order": 3,
+            "subtitles": {"path": str(tmp / "subs.parquet"), "languages": ["en"]},
+            "literature": {"path": "", "text_paths": [str(book)]}}
+    base.update(section)
+    return load_config({"tracking": {"enabled": False}, "markov": base})
+
+
+def test_stage_builds_the_model_and_reports(tmp_path: Path) -> None:
+    summary = execute_stage("markov", stage_cfg(tmp_path, report_samples=5))
+    model = MarkovModel.load(tmp_path / "model")
+    assert model.meta["lines"] == 6 and model.meta["order"] == 3
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["counts"]["kept_subtitles"] == 4 and report["counts"]["kept_literature"] == 2
+    assert report["counts"]["subtitles_lines_skipped_language"] == 1
+    assert report["counts"]["paragraphs_narrative"] == 2
+    assert 0 < len(report["samples"]) <= 5
+    assert summary.wrote["model_lines"] == 6
+
+
+def test_stage_counts_what_it_leaves_out(tmp_path: Path) -> None:
+    summary = execute_stage("markov", stage_cfg(tmp_path, max_line_chars=22, min_pieces=5))
+    # "The cat sat on the mat." is 23 characters; the speech "Где же кот?" has 4 pieces
+    assert summary.dropped["subtitles_too_long"] >= 1
+    assert summary.dropped["literature_too_few_pieces"] == 1
+
+
+def test_stage_names_missing_input_and_bad_config(tmp_path: Path) -> None:
+    cfg = stage_cfg(tmp_path, subtitles={"path": str(tmp_path / "nope.parquet")})
+    with pytest.raises(InputError, match="nope.parquet: not found"):
+        execute_stage("markov", cfg)
+    with pytest.raises(ConfigError, match="markov.literature.mode"):
+        stage_cfg(tmp_path, literature={"mode": "poems"})
