@@ -2,6 +2,10 @@
 
     python -m src.bench.serve MODEL [--clients 1,4,16] [--requests 4] [--max-tokens 32]
                               [--batching on,off] [--threads 1] [--json PATH]
+    python -m src.bench.serve --preset dialog48m [--tokenizer data/tokenizer] ...
+
+--preset serves random weights of a conf/model/ preset (the vocabulary of --tokenizer), marked as
+a chat model: what a request costs does not depend on the weights, only on the shape.
 
 For each batching mode a server (`python -m src.serve`, a child process on a free port of
 127.0.0.1) serves MODEL; for each number of clients C, C concurrent clients each send --requests
@@ -174,9 +178,37 @@ def format_row(c: Cell) -> str:
             f"{c.total_tok_s:.0f} |")
 
 
+def random_checkpoint(preset: str, tokenizer_dir: Path, directory: Path) -> Path:
+    """A chat-marked checkpoint of random weights of conf/model/PRESET.yaml for `tokenizer_dir`."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from src.models.gpt import GPT
+    from src.paths import CONF_DIR
+    from src.tokenizers import load_tokenizer
+
+    source = CONF_DIR / "model" / f"{preset}.yaml"
+    if not source.is_file():
+        sys.exit(f"error: bench serve: {source}: no such model preset")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    cfg = {**OmegaConf.to_container(OmegaConf.load(source)), "vocab_size": tokenizer.vocab_size, "dropout": 0.0}
+    torch.manual_seed(0)
+    model = GPT.from_config_dict(cfg)
+    path = directory / f"{preset}.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model": model.config_dict(), "chat": True,
+                                     "tokenizer_dir": str(tokenizer_dir.resolve()),
+                                     "tokenizer_sha256": tokenizer.sha256}}, path)
+    print(f"{preset}: random weights, {model.num_params() / 1e6:.1f}M parameters, context "
+          f"{cfg['block_size']}, vocabulary {tokenizer.vocab_size} ({tokenizer_dir})")
+    return path
+
+
 def main(argv: list[str] | None = None) -> list[Cell]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="a checkpoint or export directory, as for python -m src.serve")
+    ap.add_argument("model", nargs="?", help="a checkpoint or export directory, as for python -m src.serve")
+    ap.add_argument("--preset", default=None, help="serve random weights of this conf/model/ preset instead")
+    ap.add_argument("--tokenizer", type=Path, default=Path("data/tokenizer"), help="for --preset")
     ap.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")
     ap.add_argument("--requests", type=int, default=4, help="requests per client, one after another")
     ap.add_argument("--max-tokens", type=int, default=32)
@@ -188,6 +220,16 @@ def main(argv: list[str] | None = None) -> list[Cell]:
     modes = args.batching.split(",")
     if not clients or min(clients) < 1 or args.requests < 1 or any(m not in ("on", "off") for m in modes):
         sys.exit("error: bench serve: --clients >= 1, --requests >= 1, --batching of on/off")
+    if (args.model is None) == (args.preset is None):
+        sys.exit("error: bench serve: give a MODEL or --preset, not both")
+    if args.preset:
+        with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
+            args.model = str(random_checkpoint(args.preset, args.tokenizer, Path(tmp)))
+            return run(args, clients, modes)
+    return run(args, clients, modes)
+
+
+def run(args: argparse.Namespace, clients: list[int], modes: list[str]) -> list[Cell]:
     print(f"{args.model}: {args.requests} streamed request(s) per client, at most {args.max_tokens} tokens "
           f"each; server on {args.threads} thread(s)\n{HEADER}", flush=True)
     cells = measure(args.model, modes, clients, args.requests, args.max_tokens, args.threads)

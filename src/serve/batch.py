@@ -10,9 +10,11 @@ cannot wait for the longest reply before taking the next request, so here rows c
 - A request joins by a prefill of its prompt alone (no padding), whose cache is copied into new rows
   aligned the same way; the existing rows move right only when the new prompt is longer than `end`.
 - A finished or cancelled row leaves by selecting the rows that stay.
-- The physical cache holds block_size + slack slots. When `end` reaches it, the part every live row
-  still needs, [end - max(lengths), end), moves to the front: a row never holds more than block_size
-  tokens, so the slack steps between two moves cost one copy.
+- The physical cache grows with what the rows hold, not with the context: it starts at the first
+  prompt plus `growth` slots. When `end` reaches its width, the part every live row still needs,
+  [end - max(lengths), end), moves to the front of the same buffer when that frees at least half of
+  it, or else of a buffer twice as wide (at most block_size + slack: a row never holds more than
+  block_size tokens, so at that width every move frees at least the slack).
 
 Attention runs over [end - max(lengths), end + 1) only, so dead slots on the left cost nothing.
 """
@@ -24,16 +26,23 @@ from torch import Tensor
 
 from src.models.gpt import GPT, KVCache
 
+# Slots a new buffer holds beyond what its rows need now (rounded up to a multiple of this).
+GROWTH = 64
+
 
 class RunningBatch:
     """Rows of token sequences decoding together; row order is join order."""
 
-    def __init__(self, model: GPT, cache_dtype: torch.dtype | None = None, slack: int | None = None) -> None:
+    def __init__(self, model: GPT, cache_dtype: torch.dtype | None = None, slack: int | None = None,
+                 growth: int = GROWTH) -> None:
         self.model = model
         self.device = model.transformer.wte.weight.device
         self.cache_dtype = cache_dtype or model.transformer.wte.weight.dtype
         self.block_size = model.block_size
-        self.width = self.block_size + (slack if slack is not None else max(8, self.block_size // 4))
+        self.max_width = self.block_size + (slack if slack is not None else max(8, self.block_size // 4))
+        self.width = 0
+        self.growth = growth
+        self.resizes = 0
         self.cache: KVCache | None = None
         self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)
         self.end = 0  # the next write slot
@@ -59,9 +68,12 @@ class RunningBatch:
         own = self.model.allocate_cache(1, P, dtype=self.cache_dtype)
         logits = self.model.forward_cached(idx, columns[None], own, columns, P, None)
         if self.cache is None or self.size == 0:
+            self.width = min(self.max_width, self._rounded(P))
             self.cache = self.model.allocate_cache(0, self.width, dtype=self.cache_dtype)
             self.end = 0
         if self.end < P:
+            if P > self.width:  # the running rows move right to end at slot P
+                self._resize(min(self.max_width, self._rounded(P)))
             self._move(P - self.end)
         new_k, new_v = [], []
         for k_own, v_own, k in zip(own.k, own.v, self.cache.k, strict=True):
@@ -99,8 +111,8 @@ class RunningBatch:
         if int(self.lengths.max()) >= self.block_size:
             raise ValueError("a row with a full context cannot take another token")
         if self.end >= self.width:
-            self._compact()
-        start = self.end - int(self.lengths.max())
+            self._make_room()
+        start = self._start()
         view = KVCache([k[:, :, start:] for k in self.cache.k], [v[:, :, start:] for v in self.cache.v])
         slot = self.end - start
         mask = None
@@ -116,18 +128,37 @@ class RunningBatch:
         return logits
 
     # --- slot bookkeeping -----------------------------------------------------------------------------
+    def _rounded(self, needed: int) -> int:
+        return min(self.max_width, -(-(needed + self.growth) // self.growth) * self.growth)
+
+    def _start(self) -> int:
+        """The first slot any live row still needs."""
+        return self.end - (int(self.lengths.max()) if self.size else 0)
+
     def _move(self, shift: int) -> None:
         """Move every row's tokens `shift` slots right (positive) or left (negative)."""
         assert self.cache is not None
-        used = int(self.lengths.max()) if self.size else 0
-        src = slice(self.end - used, self.end)
-        dst = slice(self.end - used + shift, self.end + shift)
-        if used:
+        start = self._start()
+        if self.end > start:
             for t in (*self.cache.k, *self.cache.v):
-                t[:, :, dst] = t[:, :, src].clone()
+                t[:, :, start + shift:self.end + shift] = t[:, :, start:self.end].clone()
         self.end += shift
 
-    def _compact(self) -> None:
-        used = int(self.lengths.max())
-        self._move(-(self.end - used))
-        self.compactions += 1
+    def _make_room(self) -> None:
+        used = self.end - self._start()
+        if used > self.width // 2 and self.width < self.max_width:
+            self._resize(min(self.max_width, 2 * self.width))
+        else:
+            self._move(-self._start())
+            self.compactions += 1
+
+    def _resize(self, width: int) -> None:
+        """A buffer of `width` slots holding the live part at its front."""
+        assert self.cache is not None
+        start = self._start()
+        used = self.end - start
+        new = self.model.allocate_cache(self.size, width, dtype=self.cache_dtype)
+        for old_t, new_t in zip((*self.cache.k, *self.cache.v), (*new.k, *new.v), strict=True):
+            new_t[:, :, :used] = old_t[:, :, start:self.end]
+        self.cache, self.width, self.end = new, width, used
+        self.resizes += 1

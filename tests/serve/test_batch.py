@@ -17,9 +17,10 @@ def tiny_model(**options) -> GPT:
     return GPT({"vocab_size": 101, "block_size": 48, "n_layer": 2, "n_head": 4, "n_embd": 64, **options}).eval()
 
 
-def decode_with_joins(model: GPT, max_new: int, slack: int) -> tuple[dict[int, list[int]], RunningBatch]:
+def decode_with_joins(model: GPT, max_new: int, slack: int, growth: int = 64,
+                      ) -> tuple[dict[int, list[int]], RunningBatch]:
     """Greedy decoding where prompts join a running batch at different steps and leave when done."""
-    batch = RunningBatch(model, slack=slack)
+    batch = RunningBatch(model, slack=slack, growth=growth)
     out: dict[int, list[int]] = {}
     rows: list[int] = []
     logits = None
@@ -57,6 +58,17 @@ def test_rows_joining_and_leaving_decode_exactly_as_alone(options):
     assert len(out[2]) == 48 - 21 + 1  # the long prompt ran into the context, as in the engine
     assert batch.compactions >= 2
     assert batch.size == 0
+
+
+@pytest.mark.parametrize("slack,growth", [(3, 4), (12, 4), (3, 16)])
+def test_the_cache_grows_and_compacts_without_changing_a_token(slack, growth):
+    model = tiny_model()
+    engine = Engine(model, precision=None)
+    reference = [engine.generate([p], GREEDY.with_(max_new_tokens=40), stop_ids=[])[0].tokens for p in PROMPTS]
+    out, batch = decode_with_joins(model, 40, slack=slack, growth=growth)
+    assert [out[i] for i in range(len(PROMPTS))] == reference
+    assert batch.resizes >= 1 and (batch.compactions >= 1 or slack > 3)
+    assert batch.width <= 48 + slack
 
 
 def test_a_longer_prompt_joining_moves_the_running_rows():
