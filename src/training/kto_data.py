@@ -171,15 +171,19 @@ class Arrangement:
         return len(self.genuine) - sum(self.genuine)
 
 
-def arrange(pairs: EncodedPairs, micro_batch_size: int, seed: int) -> Arrangement:
-    """Interleaved rows cut into micro-batches of `micro_batch_size`; a last micro-batch of a single
-    row joins the one before it (a micro-batch of one has no mismatched pair)."""
+def arrange(pairs: EncodedPairs, micro_batch_size: int, seed: int, mismatched: bool = True) -> Arrangement:
+    """Interleaved rows cut into micro-batches of `micro_batch_size`. With `mismatched` (loss_type
+    kto) a last micro-batch of a single row joins the one before it, since a micro-batch of one has
+    no mismatched pair; without it (apo_zero_unpaired) rows are their own partners, never used."""
     n = len(pairs)
-    if n < 2 or micro_batch_size < 2:
+    least = 2 if mismatched else 1
+    if n < least or micro_batch_size < least:
         raise PairsDataError(f"{n} example(s) in micro-batches of {micro_batch_size}: KTO's reference point "
                              "needs at least 2 examples per micro-batch")
     order = interleave_prompts(pairs.prompt_keys, seed)
     batches = [order[i:i + micro_batch_size] for i in range(0, n, micro_batch_size)]
+    if not mismatched:
+        return Arrangement(batches, list(range(n)), [True] * n)
     if len(batches[-1]) == 1:
         batches[-2].extend(batches.pop())
     partner, genuine = [0] * n, [True] * n

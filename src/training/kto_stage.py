@@ -131,18 +131,20 @@ def kto(cfg: DictConfig, run: StageRun) -> None:
         for reason, n in sorted(dropped.items()):
             run.summary.add("dropped", f"{split}_{reason}", n)
     train, val = encoded["train"], encoded["val"]
-    if len(train) < max(2, p.micro_batch_size):
-        raise PairsDataError(f"{pairs_path}: {len(train)} usable train pair(s), fewer than one micro-batch "
-                             f"(kto.micro_batch_size={p.micro_batch_size})")
+    mismatched = p.loss_type == "kto"
+    if len(train) < (2 if mismatched else 1):
+        raise PairsDataError(f"{pairs_path}: {len(train)} usable train pair(s); KTO needs at least 2 (each "
+                             "prompt is paired with another example's completion for the reference point)")
     warning = balance_warning(train.n_desirable, train.n_undesirable, p.desirable_weight, p.undesirable_weight)
     if warning:
         note(run, f"warning: class balance {warning}")
     if not KTO_LR_RANGE[0] <= p.lr <= KTO_LR_RANGE[1]:
         note(run, f"warning: kto.lr={p.lr:g} is outside KTO's working range {KTO_LR_RANGE[0]:g}..{KTO_LR_RANGE[1]:g}")
-    arrangement = arrange(train, p.micro_batch_size, cfg.seed)
+    arrangement = arrange(train, p.micro_batch_size, cfg.seed, mismatched)
     if arrangement.same_prompt_pairs:
         run.summary.add("dropped", "z0_pairs_with_the_same_prompt", arrangement.same_prompt_pairs)
-    val_arrangement = arrange(val, max(2, p.val_batch_size or p.micro_batch_size), cfg.seed) if len(val) >= 2 else None
+    val_size = max(2, p.val_batch_size or p.micro_batch_size)
+    val_arrangement = arrange(val, val_size, cfg.seed, mismatched) if len(val) >= 2 else None
     if val_arrangement is None:
         note(run, f"{pairs_path}: fewer than 2 usable val pairs: no val loss, reward accuracy or desirable drift")
 

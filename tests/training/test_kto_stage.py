@@ -133,7 +133,12 @@ def test_exact_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_micro_batch_of_one_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="kto.micro_batch_size"):
         kto_config(tmp_path, "kto.micro_batch_size=1")
-    kto_config(tmp_path, "kto.micro_batch_size=1", "kto.loss_type=apo_zero_unpaired")  # needs no pairs
+    # apo_zero_unpaired has no reference point, so it needs no mismatched pairs
+    kto_setup(tmp_path)
+    run_kto(kto_config(tmp_path, "kto.micro_batch_size=1", "kto.loss_type=apo_zero_unpaired", "kto.max_steps=2",
+                       "kto.val_every=2", "kto.sample_tokens=0"))
+    rep = report(tmp_path)
+    assert rep["steps"] == 2 and rep["val_loss"] is not None
 
 
 def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
