@@ -318,18 +318,20 @@ class MarkovModel:
         rng = np.random.default_rng(seed)
         words, weights = self.seeds(context, seed_lines)
         found: dict[str, str | None] = {}
-        rows = n + n // 4  # repeats and unfinished lines are a few percent; one round mostly does
+        rows = n + n // 2  # room for repeats and lines cut at max_pieces: one round mostly does
         for _ in range(rounds):
             n_seeded = int(round(rows * seeded_share)) if words else 0
             pieces, seeds = self._seeded(n_seeded, words, weights, rng, max_pieces)
             more, _ = self._from_start(rows - n_seeded, rng, max_pieces)
+            before = len(found)
             for text, word in zip(self.texts(pieces) + self.texts(more), seeds + [None] * len(more),
                                   strict=True):
                 if text and text not in found:
                     found[text] = word
                     if len(found) == n:
                         return Candidates(list(found), list(found.values()))
-            rows = 2 * (n - len(found))
+            # the next round sized by this one's yield of new lines
+            rows = int((n - len(found)) * 1.2 * rows / max(len(found) - before, rows / 20)) + 16
         return Candidates(list(found), list(found.values()))
 
     def texts(self, pieces: np.ndarray) -> list[str]:
@@ -337,10 +339,12 @@ class MarkovModel:
         their bytes gathered into one buffer with a newline per line end, then split."""
         if len(pieces) == 0:
             return []
-        ends = np.cumsum(pieces == EOS, axis=1)
-        if not (ends[:, -1] > 0).all():
+        is_end = pieces == EOS
+        if not is_end.any(axis=1).all():
             raise ValueError("texts() takes finished lines only (an EOS in every row)")
-        flat = np.where(ends > 1, PAD, pieces).ravel()  # one EOS (a newline) per line
+        # one EOS (a newline) per line: the cells after each line's first EOS become PAD
+        after = np.arange(pieces.shape[1]) > is_end.argmax(axis=1)[:, None]
+        flat = np.where(after, PAD, pieces).ravel()
         sizes = self._piece_len[flat]
         starts = np.repeat(self._piece_off[flat] - (np.cumsum(sizes) - sizes), sizes)
         data = self._piece_bytes[starts + np.arange(int(sizes.sum()))].tobytes().decode("utf-8")
