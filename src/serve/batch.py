@@ -60,34 +60,44 @@ class RunningBatch:
     def join(self, prompt: list[int], copies: int = 1) -> Tensor:
         """Prefill `prompt` (1..block_size tokens) once and add it as `copies` new rows at the end of
         the batch; returns their next-token logits [copies, V]."""
-        P = len(prompt)
-        if not 0 < P <= self.block_size:
-            raise ValueError(f"prompt of {P} tokens; a row holds 1..{self.block_size}")
-        idx = torch.tensor([prompt], dtype=torch.long, device=self.device)
-        columns = torch.arange(P, device=self.device)
-        own = self.model.allocate_cache(1, P, dtype=self.cache_dtype)
-        logits = self.model.forward_cached(idx, columns[None], own, columns, P, None)
+        return self.join_many([(prompt, copies)])[0]
+
+    @torch.inference_mode()
+    def join_many(self, requests: list[tuple[list[int], int]]) -> list[Tensor]:
+        """`join` for several (prompt, copies) at once: each prompt is prefilled alone (no padding),
+        and the batch's cache is copied once for all of them."""
+        for prompt, _ in requests:
+            if not 0 < len(prompt) <= self.block_size:
+                raise ValueError(f"prompt of {len(prompt)} tokens; a row holds 1..{self.block_size}")
+        prefilled, logits = [], []
+        for prompt, copies in requests:
+            P = len(prompt)
+            columns = torch.arange(P, device=self.device)
+            own = self.model.allocate_cache(1, P, dtype=self.cache_dtype)
+            idx = torch.tensor([prompt], dtype=torch.long, device=self.device)
+            logits.append(self.model.forward_cached(idx, columns[None], own, columns, P, None).expand(copies, -1))
+            prefilled.append((own, P, copies))
+        longest = max(P for _, P, _ in prefilled)
         if self.cache is None or self.size == 0:
-            self.width = min(self.max_width, self._rounded(P))
+            self.width = self._rounded(longest)
             self.cache = self.model.allocate_cache(0, self.width, dtype=self.cache_dtype)
             self.end = 0
-        if self.end < P:
-            if P > self.width:  # the running rows move right to end at slot P
-                self._resize(min(self.max_width, self._rounded(P)))
-            self._move(P - self.end)
-        new_k, new_v = [], []
-        for k_own, v_own, k in zip(own.k, own.v, self.cache.k, strict=True):
-            shape = (copies, k.shape[1], self.width, k.shape[3])
-            k_new = torch.zeros(shape, dtype=k.dtype, device=k.device)
-            v_new = torch.zeros(shape, dtype=k.dtype, device=k.device)
-            k_new[:, :, self.end - P:self.end] = k_own
-            v_new[:, :, self.end - P:self.end] = v_own
-            new_k.append(k_new)
-            new_v.append(v_new)
-        self.cache = KVCache([torch.cat([k, n]) for k, n in zip(self.cache.k, new_k, strict=True)],
-                             [torch.cat([v, n]) for v, n in zip(self.cache.v, new_v, strict=True)])
-        self.lengths = torch.cat([self.lengths, torch.full((copies,), P, dtype=torch.long, device=self.device)])
-        return logits.expand(copies, -1)
+        if self.end < longest:
+            if longest > self.width:  # the running rows move right to end at slot `longest`
+                self._resize(self._rounded(longest))
+            self._move(longest - self.end)
+        rows = sum(copies for _, _, copies in prefilled)
+        new = self.model.allocate_cache(rows, self.width, dtype=self.cache_dtype)
+        row = 0
+        for own, P, copies in prefilled:
+            for src, dst in zip((*own.k, *own.v), (*new.k, *new.v), strict=True):
+                dst[row:row + copies, :, self.end - P:self.end] = src
+            row += copies
+        self.cache = KVCache([torch.cat(pair) for pair in zip(self.cache.k, new.k, strict=True)],
+                             [torch.cat(pair) for pair in zip(self.cache.v, new.v, strict=True)])
+        lengths = [P for _, P, copies in prefilled for _ in range(copies)]
+        self.lengths = torch.cat([self.lengths, torch.tensor(lengths, dtype=torch.long, device=self.device)])
+        return logits
 
     def keep(self, rows: list[int]) -> None:
         """Keep only `rows` (in this order); the others leave the batch."""

@@ -162,12 +162,13 @@ class Scheduler:
                     break
                 admitted = self._take_admissible()
             try:
-                for job in admitted:
+                if admitted:
                     try:
-                        self._admit(job)
-                    except Exception as exc:  # a bug; this job fails, the others go on
+                        self._admit(admitted)
+                    except Exception as exc:  # a bug: these jobs fail, the running ones go on
                         traceback.print_exc()
-                        job.deliver(JobUpdate(error=(500, f"internal error at prefill: {type(exc).__name__}: {exc}")))
+                        for job in admitted:
+                            job.deliver(JobUpdate(error=(500, f"internal error at prefill: {type(exc).__name__}: {exc}")))
                 if self._rows:
                     self._step()
             except Exception as exc:  # a bug: fail the jobs in flight, keep serving the next ones
@@ -202,21 +203,23 @@ class Scheduler:
         self._queue = waiting
         return taken
 
-    def _admit(self, job: GenerationJob) -> None:
+    def _admit(self, jobs: list[GenerationJob]) -> None:
+        """Prefill `jobs` into the batch together (one copy of the running cache for all)."""
         device = self.engine.device
-        generator = torch.Generator(device=device).manual_seed(job.seed) if job.seed is not None else None
-        seen = None
-        if job.params.repetition_penalty != 1.0:
-            vocab = self.engine.model.cfg["vocab_size"]
-            seen = torch.zeros(job.n, vocab, dtype=torch.bool, device=device)
-            seen[:, torch.tensor(job.prompt, device=device)] = True
-            seen[:, self.engine.unpenalized_ids] = False
-        active = _Active(job, generator, seen)
-        logits = self.batch.join(job.prompt, job.n)
-        active.rows = [_Row(active, i) for i in range(job.n)]
-        self._rows += active.rows
-        self._logits = logits if self._logits is None else torch.cat([self._logits, logits])
-        job.deliver(JobUpdate(started=True))
+        logits = self.batch.join_many([(job.prompt, job.n) for job in jobs])
+        for job in jobs:
+            generator = torch.Generator(device=device).manual_seed(job.seed) if job.seed is not None else None
+            seen = None
+            if job.params.repetition_penalty != 1.0:
+                vocab = self.engine.model.cfg["vocab_size"]
+                seen = torch.zeros(job.n, vocab, dtype=torch.bool, device=device)
+                seen[:, torch.tensor(job.prompt, device=device)] = True
+                seen[:, self.engine.unpenalized_ids] = False
+            active = _Active(job, generator, seen)
+            active.rows = [_Row(active, i) for i in range(job.n)]
+            self._rows += active.rows
+            job.deliver(JobUpdate(started=True))
+        self._logits = torch.cat(([] if self._logits is None else [self._logits]) + logits)
 
     def _step(self) -> None:
         assert self._logits is not None
