@@ -54,7 +54,7 @@ from src.training.reranker_module import (
 SAMPLES_FILE = "samples.parquet"
 SAMPLE_COLUMNS = ("context", "candidate", "label", "kind", "file_id", "language", "split")
 RECIPE_KEYS = tuple(f.name for f in fields(PretrainConfig))
-RERANKER_NOT_IDENTITY_KEYS = NOT_IDENTITY_KEYS | {"export_dir", "rank_k"}
+RERANKER_NOT_IDENTITY_KEYS = NOT_IDENTITY_KEYS | {"export_dir", "rank_k", "rank_max_groups"}
 
 
 class RerankerDataError(InputError, ValueError):
@@ -157,6 +157,10 @@ def reranker(cfg: DictConfig, run: StageRun) -> None:
     datamodule = PairDataModule(train, val, model, batch.micro_batch_size, val_batch, p.val_batches, cfg.seed)
     groups = ranking_groups(val_cols["context"], val_cols["candidate"], val.labels, val_cols["file_id"],
                             val_cols["language"], p.rank_k, cfg.seed)
+    if p.rank_max_groups and len(groups) > p.rank_max_groups:
+        run.summary.notes.append(f"ranking metrics on {p.rank_max_groups} of {len(groups)} val positives "
+                                 "(reranker.rank_max_groups)")
+        groups = groups[:p.rank_max_groups]
     on_gpu = t.accelerator in {"gpu", "cuda"} or (t.accelerator == "auto" and torch.cuda.is_available())
     monitor = TrainingMonitor(p.log_every, batch.tokens_per_step, model.flops_per_token(),
                               peak_flops(torch.device("cuda" if on_gpu else "cpu"), t.precision, t.peak_tflops),

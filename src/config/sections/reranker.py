@@ -41,6 +41,8 @@ class RerankerConfig(PretrainConfig):
     pos_weight: float = -1.0
     # ranking metrics: the true next line among this many candidates (MRR@k, hit@1)
     rank_k: int = 8
+    # at most this many ranking groups (val positives) are scored at each validation (0 = all)
+    rank_max_groups: int = 500
     val_batches: int = 0
     sample_tokens: int = 0
     lr: float = 1.0e-3
@@ -51,7 +53,7 @@ class RerankerConfig(PretrainConfig):
     def problems(p: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = PretrainConfig.problems({**p, "val_batches": max(1, p.get("val_batches", 1))})
         out += field_problems(p, {"backbone": one_of("own", "hf"), "pooling": one_of("mean", "marker"),
-                                  "hf_max_length": at_least(8), "rank_k": at_least(2),
+                                  "hf_max_length": at_least(8), "rank_k": at_least(2), "rank_max_groups": at_least(0),
                                   "val_batches": at_least(0)})
         if p.get("pos_weight") is not None and p["pos_weight"] != -1 and p["pos_weight"] <= 0:
             out.append(("pos_weight", f"must be > 0 or -1 (auto), got {p['pos_weight']}"))
