@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 
 from src.generation import chat_template
 from src.serve.prompts import PreparedRequest, PromptBuilder, RequestError
+from src.serve.rerank import RERANK_SUFFIX, RerankService, rerank_fields
 from src.serve.scheduler import GenerationJob, JobUpdate, QueueFull, Scheduler
 from src.serve.schemas import (
     ApplyTemplateRequest,
@@ -45,6 +46,10 @@ class ServedModel:
     prompts: PromptBuilder
     scheduler: Scheduler
     created: int
+    rerank: RerankService | None = None
+
+    def model_ids(self) -> list[str]:
+        return [self.name, *([self.name + RERANK_SUFFIX] if self.rerank else [])]
 
 
 def field_name(loc: tuple[Any, ...]) -> str:
@@ -111,10 +116,12 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
                 return JSONResponse(error.body(), status_code=401)
         return await call_next(request)
 
-    def check_model(name: str | None) -> None:
-        if name is not None and name != served.name:
+    def check_model(name: str | None) -> bool:
+        """Whether the model id selects reranked replies; 404 for an id not served here."""
+        if name is not None and name not in served.model_ids():
             raise RequestError(404, f"model {name!r} is not served here (GET /v1/models lists "
-                                    f"{[served.name]})", "model", "model_not_found")
+                                    f"{served.model_ids()})", "model", "model_not_found")
+        return name is not None and name != served.name
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -122,8 +129,8 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": served.name, "object": "model", "created": served.created,
-                                            "owned_by": "homunculus"}]}
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": served.created,
+                                            "owned_by": "homunculus"} for name in served.model_ids()]}
 
     @app.post("/apply-template")
     async def apply_template(req: ApplyTemplateRequest) -> dict[str, Any]:
@@ -153,7 +160,9 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
-        check_model(req.model)
+        selected = check_model(req.model)
+        if req.rerank if req.rerank is not None else selected:
+            return await reranked(req)
         prepared = prompts.chat_request(req)
         return await complete(request, prepared, req.stream, req.stream_options is not None
                               and req.stream_options.include_usage, chat=True)
@@ -164,6 +173,24 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
         prepared = prompts.completion_request(req)
         return await complete(request, prepared, req.stream, req.stream_options is not None
                               and req.stream_options.include_usage, chat=False)
+
+    async def reranked(req: ChatCompletionRequest) -> dict[str, Any]:
+        if served.rerank is None:
+            raise RequestError(400, "rerank: this server has no reranker (start it with --rerank DIR)", "rerank")
+        if req.stream:
+            raise RequestError(400, "stream: a reranked reply is chosen once every candidate is written, "
+                                    "so it cannot be streamed; send stream=false", "stream")
+        if req.n > served.rerank.candidates:
+            raise RequestError(400, f"n={req.n}: only {served.rerank.candidates} candidates are written "
+                                    "(--rerank-n)", "n")
+        prepared = prompts.chat_request(req)
+        ranked, tokens = await asyncio.to_thread(served.rerank.reply, scheduler, prepared)
+        best = ranked.ranked[:req.n] or []
+        choices = [{"index": i, "message": {"role": "assistant", "content": s.text}, "finish_reason": "stop",
+                    "logprobs": None} for i, s in enumerate(best)]
+        reply = Reply(req.model, prepared, chat=True)
+        reply.tokens = [tokens]
+        return {**reply.head(), "choices": choices, "usage": reply.usage(), "rerank": rerank_fields(ranked)}
 
     async def complete(request: Request, prepared: PreparedRequest, stream: bool, include_usage: bool,
                        chat: bool) -> Any:

@@ -61,6 +61,9 @@ class ChatCompletionRequest(Sampling):
     messages: Annotated[list[Message], Field(min_length=1)]
     # The OpenAI API's newer name for max_tokens; give one of the two.
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    # Not in the OpenAI API: the best of several candidates by the server's reranker (--rerank);
+    # the model id NAME+rerank selects it too.
+    rerank: bool | None = None
 
 
 class CompletionRequest(Sampling):

@@ -31,10 +31,14 @@ class ServeConfig:
     # Environment variable that holds the API key; when it is set and not empty every endpoint but
     # /health needs `Authorization: Bearer KEY`.
     api_key_env: str = "HOMUNCULUS_API_KEY"
+    # With --rerank: candidates written per reranked reply, and the newest lines the reranker reads.
+    rerank_candidates: int = 16
+    rerank_context_lines: int = 6
 
     @staticmethod
     def problems(s: Mapping[str, Any]) -> list[tuple[str, str]]:
         return field_problems(s, {
             "port": within(0, 65535), "max_concurrent_requests": at_least(1), "max_batch_rows": at_least(1),
             "max_queue": at_least(0), "queue_timeout_s": at_least(0), "max_prompt_tokens": at_least(0),
-            "max_new_tokens": at_least(1), "max_n": at_least(1)})
+            "max_new_tokens": at_least(1), "max_n": at_least(1), "rerank_candidates": at_least(1),
+            "rerank_context_lines": at_least(0)})
