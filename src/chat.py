@@ -8,6 +8,10 @@ plain text. auto = chat when the checkpoint/export is marked as chat-tuned, else
 goes through the corpus normalizer first (ё→е, quotes, dashes, ellipsis), as the training text did.
 A share of the context (--reply-share) is kept for the reply; older messages that no longer fit
 beside it are dropped, and the session says so. Slash commands: see HELP.
+
+    python -m src.chat [MODEL] --rerank RERANKER_DIR [--candidates markov|lm|both] [--n 4096] [--markov DIR]
+
+answers with the best of N candidates picked by a reranker (src/chat_rerank.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, TextIO
 
 import torch
 
+from src import chat_rerank
 from src.config.sections.generation import GenerationConfig
 from src.generation import chat_template
 from src.generation.engine import Engine, TokenEvent
@@ -275,7 +280,9 @@ def generation_defaults() -> Any:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = generation_defaults()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="a Lightning .ckpt or an export directory (python -m src.export)")
+    ap.add_argument("model", nargs="?", default=None,
+                    help="a Lightning .ckpt or an export directory (python -m src.export); "
+                         "not needed with --rerank --candidates markov")
     ap.add_argument("--mode", choices=("auto", "chat", "base"), default="auto")
     ap.add_argument("--system", default=defaults.system)
     ap.add_argument("--temp", type=float, default=defaults.temperature)
@@ -291,6 +298,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--precision", default=defaults.precision, choices=("auto", *PRECISIONS))
     ap.add_argument("--threads", type=int, default=0,
                     help="CPU threads (0 = torch's default; 1 is faster on a busy machine)")
+    chat_rerank.add_arguments(ap)
     return ap.parse_args(argv)
 
 
@@ -298,6 +306,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rerank:
+        run_reranked(args)
+        return
+    if args.model is None:
+        sys.exit("chat: a MODEL is needed (a checkpoint or export), or --rerank with --candidates markov")
     start = time.perf_counter()
     try:
         loaded = load_for_generation(args.model)
@@ -328,6 +341,31 @@ def main(argv: list[str] | None = None) -> None:
     for line in read_lines(sys.stdin, sys.stdin.isatty(), sys.stdout):
         if not session.handle(line):
             break
+
+
+
+def run_reranked(args: argparse.Namespace) -> None:
+    """--rerank: replies are the best of --n candidates (src/chat_rerank.py); the model, when the
+    candidates include the LM's, is loaded here as for plain chat."""
+    from src.generation.rerank import LMWriter
+
+    lm, normalize = None, None
+    if args.candidates in ("lm", "both"):
+        if args.model is None:
+            sys.exit(f"chat: --candidates {args.candidates} needs a MODEL to sample from")
+        try:
+            loaded = load_for_generation(args.model)
+            params = SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
+                                    repetition_penalty=args.rep_penalty, max_new_tokens=args.max_tokens)
+        except (LoadError, ValueError) as exc:
+            sys.exit(f"chat: {exc}")
+        engine = Engine(loaded.model, loaded.tokenizer, precision=args.precision, device=args.device)
+        chat = loaded.chat if args.mode == "auto" else args.mode == "chat"
+        system = chat_template.normalize_user_text(args.system, loaded.normalize) if chat else ""
+        lm = LMWriter(engine, params, chat=chat, system=system, reply_share=args.reply_share,
+                      batch=args.lm_batch)
+        normalize = loaded.normalize
+    chat_rerank.run(args, lm, normalize, read_lines(sys.stdin, sys.stdin.isatty(), sys.stdout), sys.stdout)
 
 
 if __name__ == "__main__":
