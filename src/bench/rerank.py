@@ -1,7 +1,7 @@
 """Reranker benchmark: time to score N candidates (default 4,096 of about 40 tokens) for one context.
 
     python -m src.bench.rerank [--reranker DIR] [--n 4096] [--tokens 40] [--batch-size 512]
-                               [--threads 2] [--device cpu|cuda] [--repeats 3]
+                               [--threads 2] [--device cpu|cuda] [--repeats 3] [--precision auto]
 
 Without --reranker it builds the `own` cross-encoder of `conf/reranker/sample.yaml` (the default
 size) with random weights and the pipeline tokenizer (`data/tokenizer`): the time does not depend on
@@ -53,7 +53,7 @@ def candidate_texts(reranker: Reranker, n: int, tokens: int) -> list[str]:
     return out
 
 
-def default_reranker(device: str, batch_size: int) -> Reranker:
+def default_reranker(device: str, batch_size: int, precision: str = "auto") -> Reranker:
     from src.models.cross_encoder import OwnCrossEncoder
     from src.tokenizers import load_tokenizer
 
@@ -65,7 +65,7 @@ def default_reranker(device: str, batch_size: int) -> Reranker:
     torch.manual_seed(0)
     model = OwnCrossEncoder(model_cfg, str(cfg.pooling))
     model.attach_tokenizer(tokenizer)
-    return Reranker(model, device, batch_size)
+    return Reranker(model, device, batch_size, precision)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,15 +77,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    reranker = (load_reranker(args.reranker, args.device, args.batch_size) if args.reranker
-                else default_reranker(args.device, args.batch_size))
+    reranker = (load_reranker(args.reranker, args.device, args.batch_size, args.precision) if args.reranker
+                else default_reranker(args.device, args.batch_size, args.precision))
     candidates = candidate_texts(reranker, args.n, args.tokens)
     model = reranker.model
     print(f"reranker: {model.config_dict()['backbone']}, {model.num_params():,} parameters, device "
-          f"{args.device}, {torch.get_num_threads()} threads; {len(candidates)} candidates of "
+          f"{args.device} ({reranker.precision}), {torch.get_num_threads()} threads; {len(candidates)} candidates of "
           f"~{args.tokens} tokens, batch {args.batch_size}")
     reranker.score(CONTEXT, candidates[: args.batch_size])  # warm-up
     times = []

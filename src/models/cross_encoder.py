@@ -73,18 +73,23 @@ class OwnCrossEncoder(nn.Module):
         self.marker_id = specials[MARKER]
         self.sep_id = specials.get(SEPARATOR_TOKEN, self.marker_id)
 
-    def encode_pair(self, context: str, candidate: str) -> list[int]:
-        """Token ids of one pair, cut to the block: context from the left, candidate from the right
-        (it keeps at least half of the block when it is that long)."""
+    def encode_pair(self, context: str | list[int], candidate: str) -> list[int]:
+        """Token ids of one pair, cut to the block: context (text, or its ids) from the left, the
+        candidate from the right (it keeps at least half of the block when it is that long)."""
         tok, block = self.tokenizer, self.encoder.block_size
-        ctx, cand = tok.encode(context), tok.encode(candidate)
+        ctx = tok.encode(context) if isinstance(context, str) else context
+        cand = tok.encode(candidate)
         room = block - 3
         cand = cand[:max(room // 2, room - len(ctx))]
         ctx = ctx[len(ctx) - (room - len(cand)):] if len(ctx) > room - len(cand) else ctx
         return [self.marker_id, *ctx, self.sep_id, *cand, self.sep_id]
 
     def pair_batch(self, contexts: Sequence[str], candidates: Sequence[str]) -> dict[str, Tensor]:
-        return pad_batch([self.encode_pair(c, d) for c, d in zip(contexts, candidates, strict=True)])
+        encoded: dict[str, list[int]] = {}  # one context is usually paired with many candidates
+        for c in contexts:
+            if c not in encoded:
+                encoded[c] = self.tokenizer.encode(c)
+        return pad_batch([self.encode_pair(encoded[c], d) for c, d in zip(contexts, candidates, strict=True)])
 
     # --- model
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:

@@ -109,3 +109,15 @@ def test_hf_export_scores_like_sentence_transformers(tmp_path: Path) -> None:
     theirs = sentence_transformers.CrossEncoder(str(tmp_path / "rr"), device="cpu").predict(
         [(" | ".join(context), c) for c in candidates])
     np.testing.assert_allclose(ours, np.asarray(theirs, dtype=np.float32), atol=1e-5)
+
+
+def test_bf16_scores_stay_close_to_fp32(tmp_path: Path) -> None:
+    model = own_model()
+    export_own(model, model.tokenizer, tmp_path / "rr")
+    context, candidates = ["Hi.", "How are you?"], ["Fine.", "The train is late today", "No"]
+    exact = load_reranker(tmp_path / "rr").score(context, candidates)
+    fast = load_reranker(tmp_path / "rr", precision="bf16")
+    assert fast.precision == "bf16"
+    np.testing.assert_allclose(fast.score(context, candidates), exact, atol=1e-2)
+    with pytest.raises(ValueError, match="precision"):
+        load_reranker(tmp_path / "rr", precision="int3")
