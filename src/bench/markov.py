@@ -66,13 +66,20 @@ def bench(lines: list[str], order: int, n: int, repeats: int, context: str, min_
     theirs = markovify.NewlineText("\n".join(lines), state_size=order).compile()
     out["markovify_build_s"] = time.perf_counter() - start
 
+    corpus = {" ".join(line.split()) for line in lines}
+
+    def copied(made: list[str]) -> float:  # share of lines that are a corpus line verbatim
+        return sum(m in corpus for m in made) / max(len(made), 1)
+
     t, made = median_seconds(lambda: ours.generate(n, [context], seed=0), repeats)
-    out |= {"ours_s": t, "ours_lines": len(made.texts),
+    out |= {"ours_s": t, "ours_lines": len(made.texts), "ours_copied": copied(made.texts),
             "ours_seeded_lines": sum(s is not None for s in made.seeds)}
     t, made = median_seconds(lambda: ours.generate(n, seed=0, seeded_share=0.0), repeats)
     out |= {"ours_from_starts_s": t, "ours_from_starts_lines": len(made.texts)}
     t, made = median_seconds(lambda: [theirs.make_sentence(test_output=False) for _ in range(n)], repeats)
-    out |= {"markovify_unchecked_s": t, "markovify_unchecked_lines": len({m for m in made if m})}
+    distinct = {m for m in made if m}
+    out |= {"markovify_unchecked_s": t, "markovify_unchecked_lines": len(distinct),
+            "markovify_unchecked_copied": copied(list(distinct))}
     if default_calls:
         t, made = median_seconds(lambda: [theirs.make_sentence() for _ in range(default_calls)], 1)
         out |= {"markovify_default_s": t * n / default_calls,
@@ -87,6 +94,8 @@ def render(r: dict[str, Any]) -> str:
     rows = [("ours (context-seeded)", r["ours_s"], r["ours_lines"]),
             ("ours (from line starts)", r["ours_from_starts_s"], r["ours_from_starts_lines"]),
             ("markovify, test_output=False", r["markovify_unchecked_s"], r["markovify_unchecked_lines"])]
+    copies = (f"lines copied verbatim from the corpus: ours {r['ours_copied']:.0%}, markovify "
+              f"test_output=False {r['markovify_unchecked_copied']:.0%}")
     if "markovify_default_s" in r:
         rows.append(("markovify, default (scaled)", r["markovify_default_s"],
                      f"{r['markovify_default_success']:.0%} ok"))
@@ -94,6 +103,7 @@ def render(r: dict[str, Any]) -> str:
            f"(build: ours {r['ours_build_s']:.2f} s, markovify {r['markovify_build_s']:.2f} s)",
            f"{'writer':<32}{'seconds':>10}{'distinct':>12}"]
     out += [f"{name:<32}{sec:>10.3f}{lines!s:>12}" for name, sec, lines in rows]
+    out.append(copies)
     out.append(f"ours vs markovify: {r['speedup_vs_unchecked']:.1f}x faster than test_output=False"
                + (f", {r['speedup_vs_default']:.0f}x than its default" if "speedup_vs_default" in r else ""))
     return "\n".join(out)

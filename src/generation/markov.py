@@ -98,10 +98,21 @@ class Table:
         self.keys = [arrays[f"keys_{k}"].reshape(-1, k) for k in range(1, order + 1)]
         self.first_state = arrays["first_state"]  # global index of each order's first state
         self.absorbing = len(self.state_total) - 1
-        # one entry per unit of count mass: a draw is a gather, not a search (4 bytes x pieces x
-        # (order + 2); derived here, not stored)
+        self._prepare_draws()
+
+    def _prepare_draws(self) -> None:
+        # One entry per unit of count mass holding the transition's piece and destination: a draw
+        # is two gathers, not a search (8 bytes x pieces x (order + 2); derived here, not stored).
+        # 32-bit where the counts allow it: smaller arrays gather faster.
         counts = np.diff(self.cum_end, prepend=0)
-        self.slot = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        mass = int(self.cum_end[-1]) if len(self.cum_end) else 0
+        index = np.int32 if mass < 2**31 and len(self.state_total) < 2**31 else np.int64
+        self.slot_next = np.repeat(self.next_ids, counts)
+        self.slot_dest = np.repeat(self.dest.astype(index), counts)
+        self._base = self.state_base.astype(index)
+        # float32 draws are exact enough while no state's count passes 2**24
+        self._real = np.float32 if int(self.state_total.max(initial=0)) < 2**24 else np.float64
+        self._total = self.state_total.astype(self._real)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"next_ids": self.next_ids, "cum_end": self.cum_end, "dest": self.dest,
@@ -183,6 +194,7 @@ class Table:
             dest[part] = table.states(shifted[part], min_choices)
         dest[arrays["next_ids"] == EOS] = n_states
         table.dest = arrays["dest"] = dest
+        table._prepare_draws()
         return table
 
     def states(self, ctx: np.ndarray, min_choices: int) -> np.ndarray:
@@ -217,13 +229,13 @@ class Table:
         pieces ([B, max_pieces]; EOS from a row's end on) and each row's length (-1: no end)."""
         rows = len(states)
         out = np.full((rows, max_pieces), EOS, dtype=np.int32)
-        s = states.astype(np.int64)
+        s = states.astype(self._base.dtype)
         live = np.arange(rows)  # rows still writing (finished ones are dropped every few steps)
         for step in range(max_pieces):
-            mass = self.state_base[s] + (rng.random(len(s)) * self.state_total[s]).astype(np.int64)
-            t = self.slot[mass]
-            out[live, step] = self.next_ids[t]
-            s = self.dest[t]
+            u = rng.random(len(s), dtype=self._real)
+            mass = self._base[s] + (u * self._total[s]).astype(self._base.dtype)
+            out[live, step] = self.slot_next[mass]
+            s = self.slot_dest[mass]
             if step % 4 == 3:
                 going = s != self.absorbing
                 if not going.all():
