@@ -35,6 +35,14 @@ from src.models.gpt import GPT
 from src.paths import CONF_DIR
 
 PROMPT = "Утром над рекой стоял туман, и лодочник долго не решался"
+# Texts llama.cpp's tokenizer is checked on besides the prompt: double spaces, tabs, digits,
+# newlines, the chat tags (parsed as special), characters a small vocabulary lacks (byte fallback).
+TOKENIZER_PROBES = [
+    PROMPT,
+    "  два  пробела и\tтаб, 2024 год\n\n\nновые строки ",
+    "<|user|>\nЗдравствуй!<|end|>\n<|assistant|>\nПривет<|end|>\n<|endoftext|>",
+    "Ёлка, щука — «кавычки» и многоточие… 😀 ☃ Ω",
+]
 
 
 @dataclass
@@ -103,14 +111,31 @@ def run_transformers(hf_dir: Path, prompt: list[int], new_tokens: int) -> Run:
     return greedy_loop(prefill, step, prompt, new_tokens)
 
 
-def run_llama_cpp(gguf_path: Path, prompt: list[int], new_tokens: int, threads: int, n_ctx: int) -> Run:
-    from llama_cpp import Llama
+def run_llama_cpp(gguf_path: Path, prompt: list[int], new_tokens: int, threads: int, n_ctx: int,
+                  extra_buffers: bool, repeats: int) -> tuple[Run, list[list[int]]]:
+    """The median of `repeats` greedy runs in llama.cpp, and its ids for TOKENIZER_PROBES. Runs in
+    a child process (see llama_cpp_isolated)."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
 
-    llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                n_batch=n_ctx, verbose=False)
+    default_params = low.llama_model_default_params
+
+    def model_params():  # noqa: ANN202 - a ctypes struct
+        params = default_params()
+        # Repacked/AMX weight buffers: llama.cpp's faster CPU layouts (0.3.36 crashes with q8_0
+        # in them on an AVX-512/AMX CPU, so they are off unless asked for).
+        params.use_extra_bufts = extra_buffers
+        return params
+
+    low.llama_model_default_params = model_params
+    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads,
+                          n_threads_batch=threads, n_batch=n_ctx, verbose=False)
+    n_vocab = llm.n_vocab()
 
     def logits_now() -> np.ndarray:
-        return np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        # The last decoded position's logits (Llama.scores holds them only with logits_all=True).
+        pointer = llama_cpp.llama_get_logits(llm.ctx)
+        return np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float32)
 
     def prefill(ids: list[int]) -> np.ndarray:
         llm.reset()
@@ -121,9 +146,22 @@ def run_llama_cpp(gguf_path: Path, prompt: list[int], new_tokens: int, threads: 
         llm.eval([token])
         return logits_now()
 
-    run = greedy_loop(prefill, step, prompt, new_tokens)
-    run.llama = llm  # kept for the tokenizer check
-    return run
+    run = best_of(repeats, lambda: greedy_loop(prefill, step, prompt, new_tokens))
+    return run, [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in TOKENIZER_PROBES]
+
+
+def llama_cpp_isolated(*args) -> tuple[Run | None, list[list[int]], str]:
+    """run_llama_cpp in a child process, so a crash inside llama.cpp is reported, not fatal."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        try:
+            run, ids = pool.submit(run_llama_cpp, *args).result()
+        except BrokenProcessPool:
+            return None, [], "llama.cpp crashed (the child process died)"
+    return run, ids, ""
 
 
 def agreeing_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -156,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--llama-extra-buffers", action="store_true",
+                    help="let llama.cpp repack weights into its CPU-specific layouts (AMX, AVX-512)")
     args = ap.parse_args(argv)
 
     from src.exporting.gguf_file import write_gguf
@@ -194,10 +234,11 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(("llama.cpp", None, "llama-cpp-python is not installed; not measured"))
         else:
             for dtype, path in ggufs.items():
-                run = best_of(args.repeats, lambda path=path: run_llama_cpp(
-                    path, prompt, new_tokens, args.threads, model.block_size))
-                ids = run.llama.tokenize(PROMPT.encode("utf-8"), add_bos=False, special=True)
-                note = "tokenizes the prompt as ours" if ids == prompt else f"tokenizes differently: {ids[:12]}"
+                run, ids, note = llama_cpp_isolated(path, prompt, new_tokens, args.threads,
+                                                    model.block_size, args.llama_extra_buffers, args.repeats)
+                if run is not None:
+                    same = sum(theirs == tok.encode(text) for theirs, text in zip(ids, TOKENIZER_PROBES, strict=True))
+                    note = f"ids = ours on {same}/{len(TOKENIZER_PROBES)} probe texts"
                 rows.append((f"llama.cpp {dtype} ({path.stat().st_size / 1e6:.1f} MB)", run, note))
     print(f"{'runtime':<32} {'first token':>12} {'decode':>12} {'greedy = ours':>14} {'max |dlogit|':>13}")
     for name, run, note in rows:
