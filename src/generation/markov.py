@@ -354,9 +354,9 @@ class MarkovModel:
         is_end = pieces == EOS
         if not is_end.any(axis=1).all():
             raise ValueError("texts() takes finished lines only (an EOS in every row)")
-        # one EOS (a newline) per line: the cells after each line's first EOS become PAD
-        after = np.arange(pieces.shape[1]) > is_end.argmax(axis=1)[:, None]
-        flat = np.where(after, PAD, pieces).ravel()
+        # each line's pieces up to its first EOS (a newline), PAD left out, in reading order
+        keep = (np.arange(pieces.shape[1]) <= is_end.argmax(axis=1)[:, None]) & (pieces != PAD)
+        flat = pieces[keep]
         sizes = self._piece_len[flat]
         starts = np.repeat(self._piece_off[flat] - (np.cumsum(sizes) - sizes), sizes)
         data = self._piece_bytes[starts + np.arange(int(sizes.sum()))].tobytes().decode("utf-8")
