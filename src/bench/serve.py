@@ -8,9 +8,10 @@
 a chat model: what a request costs does not depend on the weights, only on the shape.
 
 For each batching mode a server (`python -m src.serve`, a child process on a free port of
-127.0.0.1) serves MODEL; for each number of clients C, C concurrent clients each send --requests
-streamed requests one after another (chat completions for a chat model, text completions for a base
-model; fixed prompts, temperature 0.8 and a seed per request, so both modes get the same work).
+127.0.0.1) serves MODEL; for each number of clients C (the modes in turn), C concurrent clients
+each send --requests streamed requests one after another (chat completions for a chat model, text
+completions for a base model; fixed prompts, temperature 0.8 and a seed per request, so both modes
+get the same work).
 Per cell: requests/s, time to first token and per-request decode tokens/s (p50/p95), all tokens/s,
 and errors. Bounded by construction: C x --requests requests of at most --max-tokens tokens.
 """
@@ -144,17 +145,23 @@ async def run_cell(base_url: str, model: str, chat: bool, clients: int, requests
 
 def measure(model: str, modes: list[str], clients: list[int], requests: int, max_tokens: int,
             threads: int) -> list[Cell]:
+    """Both servers run side by side (the idle one waits on its socket) and the modes alternate per
+    number of clients, so a change in the machine's load over the run hits both alike."""
     cells = []
-    for mode in modes:
-        port = free_port()
-        proc = start_server(model, port, mode == "on", threads, max(clients))
-        try:
+    servers: dict[str, tuple[subprocess.Popen, str, str, bool]] = {}
+    try:
+        for mode in dict.fromkeys(modes):
+            port = free_port()
+            proc = start_server(model, port, mode == "on", threads, max(clients))
             base = f"http://127.0.0.1:{port}"
             served = httpx.get(f"{base}/v1/models").json()["data"][0]["id"]
             chat = bool(httpx.get(f"{base}/health").json()["chat"])
+            servers[mode] = (proc, f"{base}/v1", served, chat)
             asyncio.run(run_cell(f"{base}/v1", served, chat, 1, 1, 2))  # warm-up
-            for c in clients:
-                results, errors, wall = asyncio.run(run_cell(f"{base}/v1", served, chat, c, requests, max_tokens))
+        for c in clients:
+            for mode in modes:
+                _, url, served, chat = servers[mode]
+                results, errors, wall = asyncio.run(run_cell(url, served, chat, c, requests, max_tokens))
                 ttft = [r[0] * 1e3 for r in results]
                 rates = [r[2] / r[1] for r in results if r[1] > 0 and r[2] > 1]
                 tokens = sum(r[2] for r in results)
@@ -162,7 +169,8 @@ def measure(model: str, modes: list[str], clients: list[int], requests: int, max
                                   percentile(ttft, 0.5), percentile(ttft, 0.95), percentile(rates, 0.5),
                                   percentile(rates, 0.95), tokens / wall, tokens))
                 print(format_row(cells[-1]), flush=True)
-        finally:
+    finally:
+        for proc, *_ in servers.values():
             proc.terminate()
             proc.wait(timeout=30)
     return cells
