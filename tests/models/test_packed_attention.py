@@ -46,7 +46,11 @@ def test_auto_plan_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     one_per_row = torch.zeros(2, 8, dtype=torch.long)
     several = torch.tensor([[0] * 4 + [1] * 4, [0] * 8])
     assert packed_layout(one_per_row).mode == "causal"
-    assert packed_layout(several).mode == "segments"
+    assert packed_layout(several).mode == "mask"  # a short context: the dense mask is cheaper
+    long = torch.tensor([[0] * 300 + [1] * 300, [0] * 600])
+    assert packed_layout(long).mode == "segments"
+    # runs of 300 go to the bucket of 512, padded to 300; the run of 600 to the bucket of 1024
+    assert [tuple(g.shape) for g in packed_layout(long).varlen.gather] == [(2, 300), (1, 600)]
     # while torch.compile traces (no data-dependent slicing) the mask path is taken
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert packed_layout(several).mode == "mask"
@@ -63,9 +67,10 @@ def test_flex_only_on_cuda_without_dropout(monkeypatch: pytest.MonkeyPatch) -> N
     assert not packed_attention.use_flex(torch.device("cuda"), dropout_active=False)
 
 
-def test_training_with_dropout_keeps_conversations_apart() -> None:
+def test_training_with_dropout_keeps_conversations_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dropout inside attention (segments path) still never mixes conversations: a perturbation of
     one changes no other's output under the same dropout draws."""
+    monkeypatch.setattr(packed_attention, "SEGMENTS_MIN_CONTEXT", 1)
     torch.manual_seed(0)
     model = GPT({"vocab_size": 50, "block_size": 20, "n_layer": 2, "n_head": 2, "n_embd": 32,
                  "dropout": 0.2}).train()
@@ -75,6 +80,7 @@ def test_training_with_dropout_keeps_conversations_apart() -> None:
     changed[0, :8] = (changed[0, :8] + 1) % 50
     torch.manual_seed(5)
     before, _ = model(idx, doc_ids=doc)
+    assert packed_layout(doc).mode == "segments"
     torch.manual_seed(5)
     after, _ = model(changed, doc_ids=doc)
     assert torch.equal(before[0, 8:], after[0, 8:])

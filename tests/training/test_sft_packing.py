@@ -13,6 +13,15 @@ CONFIGS = {
 }
 
 
+@pytest.fixture(autouse=True, params=["mask", "segments"])
+def attention_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both packed-attention paths a CPU takes (src/models/packed_attention.py)."""
+    from src.models import packed_attention
+
+    monkeypatch.setattr(packed_attention, "SEGMENTS_MIN_CONTEXT", 1 if request.param == "segments" else 10**9)
+    return request.param
+
+
 def tiny_gpt(**extra) -> GPT:
     torch.manual_seed(0)
     return GPT({"vocab_size": 50, "block_size": 24, "n_layer": 2, "n_head": 2, "n_embd": 32, **extra}).eval()
