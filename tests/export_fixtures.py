@@ -52,7 +52,10 @@ def write_checkpoint(directory: Path, tokenizer_dir: Path, vocab_size: int, **op
     from src.tokenizers import load_tokenizer
 
     torch.manual_seed(0)
-    cfg = {"vocab_size": vocab_size, "block_size": 64, "n_layer": 2, "n_head": 2, "n_embd": 64, **options}
+    # init_std well above the training default: pre-activations of order 1, where a wrong GELU
+    # variant (tanh approximation) or a missing norm changes the logits visibly.
+    cfg = {"vocab_size": vocab_size, "block_size": 64, "n_layer": 2, "n_head": 2, "n_embd": 64,
+           "init_std": 0.15, **options}
     model = GPT(cfg).eval()
     with torch.no_grad():  # non-trivial norms, so a dropped or misplaced norm weight shows
         for name, p in model.named_parameters():
