@@ -94,6 +94,7 @@ def export_hf(source: Path, out_dir: Path, dtype: str = "fp32") -> Path:
     from src.exporting.hf import write_hf
 
     _check_dtype("hf", dtype)
+    _require_packages("hf", "transformers", "tokenizers")
     loaded = load_for_generation(source, need_tokenizer=True)
     require_gpt2(loaded.model.cfg, "hf")  # before any file is written
     out_dir = out_dir.resolve()
@@ -113,6 +114,7 @@ def export_gguf(source: Path, out_file: Path, dtype: str = "fp16") -> Path:
     from src.exporting.gpt2 import require_gpt2
 
     _check_dtype("gguf", dtype)
+    _require_packages("gguf", "gguf")
     loaded = load_for_generation(source, need_tokenizer=True)
     require_gpt2(loaded.model.cfg, "gguf")
     out_file = out_file.resolve()
@@ -122,6 +124,14 @@ def export_gguf(source: Path, out_file: Path, dtype: str = "fp16") -> Path:
         write_gguf(loaded, tmp, dtype, name=out_file.stem)
         os.chmod(tmp, 0o644)
     return out_file
+
+
+def _require_packages(fmt: str, *names: str) -> None:
+    import importlib.util
+
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        raise ExportError(f"--format {fmt} needs {', '.join(missing)}: pip install -e '.[export]'")
 
 
 def _check_dtype(fmt: str, dtype: str) -> None:

@@ -194,3 +194,12 @@ def test_gguf_logits_through_a_model_rebuilt_from_the_file(baseline, tmp_path):
     idx = torch.randint(0, model.cfg["vocab_size"], (1, 30), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(idx)[0], model(idx)[0])
+
+
+def test_missing_package_is_one_line(baseline, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    with pytest.raises(SystemExit, match=r"^export: --format gguf needs gguf: pip install -e '\.\[export\]'"):
+        export_main([str(baseline[0]), str(tmp_path / "m.gguf"), "--format", "gguf"])
