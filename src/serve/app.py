@@ -15,11 +15,11 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
@@ -80,7 +80,17 @@ def sse(payload: dict[str, Any] | str) -> bytes:
 
 
 def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
-    app = FastAPI(title="homunculus", docs_url=None, redoc_url=None, openapi_url=None)
+    async def check_api_key(request: Request) -> None:
+        # A dependency of every route rather than an HTTP middleware: Starlette's middleware wraps
+        # the receive channel, and the handlers could no longer see a client disconnect.
+        if api_key and request.url.path != "/health":
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+                raise RequestError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
+                                   code="invalid_api_key")
+
+    app = FastAPI(title="homunculus", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(check_api_key)])
     prompts, scheduler = served.prompts, served.scheduler
 
     @app.exception_handler(RequestError)
@@ -105,16 +115,6 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
     async def bug(_: Request, exc: Exception) -> JSONResponse:
         error = RequestError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error")
         return JSONResponse(error.body(), status_code=500)
-
-    @app.middleware("http")
-    async def check_api_key(request: Request, call_next: Callable) -> Any:
-        if api_key and request.url.path != "/health":
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
-                error = RequestError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
-                                     code="invalid_api_key")
-                return JSONResponse(error.body(), status_code=401)
-        return await call_next(request)
 
     def check_model(name: str | None) -> bool:
         """Whether the model id selects reranked replies; 404 for an id not served here."""
@@ -195,14 +195,14 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
     async def complete(request: Request, prepared: PreparedRequest, stream: bool, include_usage: bool,
                        chat: bool) -> Any:
         loop = asyncio.get_running_loop()
-        updates: asyncio.Queue[JobUpdate] = asyncio.Queue()
+        updates = Updates(request)
 
         def deliver(update: JobUpdate) -> None:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(updates.put_nowait, update)
+                loop.call_soon_threadsafe(updates.queue.put_nowait, update)
 
-        job = GenerationJob(prepared.ids, prepared.params, deliver, prepared.n, prepared.stop_ids,
-                            prepared.stop_strings, prepared.seed)
+        job = updates.job = GenerationJob(prepared.ids, prepared.params, deliver, prepared.n, prepared.stop_ids,
+                                          prepared.stop_strings, prepared.seed)
         try:
             scheduler.submit(job)
         except QueueFull as exc:
@@ -210,18 +210,18 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
                                kind="rate_limit_error") from None
         reply = Reply(served.name, prepared, chat)
         try:
-            first = await next_update(request, updates, job)
+            first = await updates.next()
         except BaseException:
             job.cancel()
             raise
         if first.error:
             raise RequestError(first.error[0], first.error[1], kind="server_error")
         if stream:
-            return StreamingResponse(reply.stream(request, updates, job, include_usage),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(reply.stream(updates, include_usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         try:
             while True:
-                update = await next_update(request, updates, job)
+                update = await updates.next()
                 if update.error:
                     raise RequestError(update.error[0], update.error[1], kind="server_error")
                 reply.add(update)
@@ -237,15 +237,30 @@ class ClientGone(Exception):
     pass
 
 
-async def next_update(request: Request, updates: asyncio.Queue[JobUpdate], job: GenerationJob) -> JobUpdate:
-    """The job's next update; ClientGone (and the job cancelled) when the client disconnected."""
-    while True:
-        try:
-            return await asyncio.wait_for(updates.get(), DISCONNECT_POLL_S)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                job.cancel()
-                raise ClientGone() from None
+class Updates:
+    """A job's updates as the HTTP side awaits them, watching that the client is still there: at
+    least every DISCONNECT_POLL_S, also while updates keep coming (a busy decode never waits out a
+    timeout, so checking only on timeouts would miss a client that left)."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.job: GenerationJob | None = None
+        self.queue: asyncio.Queue[JobUpdate] = asyncio.Queue()
+        self.checked = time.monotonic()
+
+    async def next(self) -> JobUpdate:
+        """The next update; ClientGone (and the job cancelled) when the client disconnected."""
+        while True:
+            if time.monotonic() - self.checked >= DISCONNECT_POLL_S:
+                self.checked = time.monotonic()
+                if await self.request.is_disconnected():
+                    if self.job is not None:
+                        self.job.cancel()
+                    raise ClientGone()
+            try:
+                return await asyncio.wait_for(self.queue.get(), DISCONNECT_POLL_S)
+            except asyncio.TimeoutError:
+                continue
 
 
 class Reply:
@@ -297,8 +312,7 @@ class Reply:
             choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
         return {**head, "choices": [choice]}
 
-    async def stream(self, request: Request, updates: asyncio.Queue[JobUpdate], job: GenerationJob,
-                     include_usage: bool) -> AsyncIterator[bytes]:
+    async def stream(self, updates: Updates, include_usage: bool) -> AsyncIterator[bytes]:
         """Server-sent events: a chunk per new piece of text per choice, an error event if the
         decode fails midway, then [DONE]. Leaving early (the client disconnected) cancels the job."""
         opened = [False] * self.prepared.n
@@ -308,7 +322,7 @@ class Reply:
                     opened[i] = True
                     yield sse(self.chunk(i, "", None, first=True))
             while True:
-                update = await next_update(request, updates, job)
+                update = await updates.next()
                 if update.error:
                     yield sse(RequestError(update.error[0], update.error[1], kind="server_error").body())
                     break
@@ -325,4 +339,5 @@ class Reply:
         except ClientGone:
             pass
         finally:
-            job.cancel()
+            if updates.job is not None:
+                updates.job.cancel()

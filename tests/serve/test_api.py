@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -171,22 +172,54 @@ def test_api_key_enforced(tmp_path, monkeypatch):
         stop()
 
 
-def test_a_client_leaving_mid_stream_frees_its_slot(chat_server):
-    scheduler = chat_server.served.scheduler
-    original_step = scheduler.batch.step
-    scheduler.batch.step = lambda tokens: (time.sleep(0.02), original_step(tokens))[1]  # 64 steps > 1 s
+@contextlib.contextmanager
+def slow_and_endless(scheduler, seconds_per_step: float):
+    """Decode steps take `seconds_per_step`, and no special token is ever picked (a reply of the
+    random model runs to max_tokens), for as long as the block runs."""
+    batch = scheduler.batch
+    step, join_many = batch.step, batch.join_many
+    specials = list(scheduler.tokenizer.special_tokens.values())
+
+    def no_specials(logits):
+        logits = logits.clone()
+        logits[:, specials] = float("-inf")
+        return logits
+
+    def slow_step(tokens):
+        time.sleep(seconds_per_step)
+        return no_specials(step(tokens))
+
+    batch.step = slow_step
+    batch.join_many = lambda requests: [no_specials(x) for x in join_many(requests)]
     try:
+        yield
+    finally:
+        batch.step, batch.join_many = step, join_many
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole reply"])
+def test_a_client_leaving_early_frees_its_slot(chat_server, stream):
+    scheduler = chat_server.served.scheduler
+    with slow_and_endless(scheduler, 0.02):  # 64 steps > 1.2 s
         steps_before = scheduler.steps
-        body = {"model": "tiny-chat", "messages": HI, "max_tokens": 64, "stream": True, "temperature": 1.0,
-                "stop": ["never there"]}
-        with httpx.stream("POST", f"{chat_server.base_url}/chat/completions", json=body) as r:
-            lines = r.iter_lines()
-            assert next(lines).startswith("data: ")
-            assert scheduler.load()["active_rows"] == 1
+        body = {"model": "tiny-chat", "messages": HI, "max_tokens": 64, "stream": stream, "temperature": 1.0}
+        if stream:
+            with httpx.stream("POST", f"{chat_server.base_url}/chat/completions", json=body) as r:
+                assert next(r.iter_lines()).startswith("data: ")
+                assert scheduler.load()["active_rows"] == 1
+        else:
+            with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+                httpx.post(f"{chat_server.base_url}/chat/completions", json=body, timeout=0.3)
         deadline = time.monotonic() + 5
         while scheduler.load()["active_rows"] and time.monotonic() < deadline:
             time.sleep(0.02)
         assert scheduler.load()["active_rows"] == 0
-        assert scheduler.steps - steps_before < 40
-    finally:
-        scheduler.batch.step = original_step
+        assert scheduler.steps - steps_before < 50
+
+
+def test_a_reply_runs_to_max_tokens_when_nobody_leaves(chat_server):
+    """The control for the test above: the same request, kept, decodes all 64 tokens."""
+    with slow_and_endless(chat_server.served.scheduler, 0.0):
+        r = client(chat_server).chat.completions.create(model="tiny-chat", messages=HI, max_tokens=64,
+                                                        temperature=1.0)
+    assert r.usage.completion_tokens == 64 and r.choices[0].finish_reason == "length"
