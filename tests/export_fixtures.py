@@ -47,8 +47,10 @@ def train_small_bpe(directory: Path, vocab_size: int = 400) -> Path:
     return directory
 
 
-def write_checkpoint(directory: Path, tokenizer_dir: Path, vocab_size: int, **options) -> tuple[Path, GPT]:
-    """A Lightning-layout checkpoint of a small random GPT using `tokenizer_dir`."""
+def write_checkpoint(directory: Path, tokenizer_dir: Path, vocab_size: int, chat: bool = False,
+                     **options) -> tuple[Path, GPT]:
+    """A Lightning-layout checkpoint of a small random GPT using `tokenizer_dir` (`chat`: marked as
+    the SFT stage marks its checkpoints)."""
     from src.tokenizers import load_tokenizer
 
     torch.manual_seed(0)
@@ -62,7 +64,7 @@ def write_checkpoint(directory: Path, tokenizer_dir: Path, vocab_size: int, **op
             if "ln" in name:
                 p.add_(torch.randn_like(p) * 0.1)
     hparams = {"model": model.config_dict(), "tokenizer_dir": str(tokenizer_dir),
-               "tokenizer_sha256": load_tokenizer(tokenizer_dir).sha256}
+               "tokenizer_sha256": load_tokenizer(tokenizer_dir).sha256, "chat": chat}
     ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
             "hyper_parameters": hparams, "global_step": 1}
     directory.mkdir(parents=True, exist_ok=True)

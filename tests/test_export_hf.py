@@ -211,3 +211,16 @@ def test_tokenizer_agrees_on_real_classics(shared_data, tmp_path):
     bad = [f.name for f, t in zip(files, texts, strict=True)
            if hf_tok(t[5000:10000], add_special_tokens=False)["input_ids"] != tok.encode(t[5000:10000])]
     assert not bad, f"{len(bad)} of {len(files)} files tokenize differently: {bad[:5]}"
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_generation_stops_where_ours_does(bpe_dir, tmp_path, chat):
+    """A base model stops at <|endoftext|>; a chat model at any special token, as our chat does."""
+    import json
+
+    tok = load_tokenizer(bpe_dir)
+    ckpt, _ = write_checkpoint(tmp_path, bpe_dir, tok.vocab_size, chat=chat)
+    out = export_hf(ckpt, tmp_path / "hf")
+    expected = sorted(tok.special_tokens.values()) if chat else tok.eot_id
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((out / name).read_text())["eos_token_id"] == expected, name
