@@ -223,3 +223,21 @@ def test_a_reply_runs_to_max_tokens_when_nobody_leaves(chat_server):
         r = client(chat_server).chat.completions.create(model="tiny-chat", messages=HI, max_tokens=64,
                                                         temperature=1.0)
     assert r.usage.completion_tokens == 64 and r.choices[0].finish_reason == "length"
+
+
+def test_a_failing_decode_is_a_500_and_the_server_goes_on(chat_server):
+    batch = chat_server.served.scheduler.batch
+    step = batch.step
+
+    def broken(tokens):
+        batch.step = step  # fails once
+        raise RuntimeError("simulated kernel failure")
+
+    batch.step = broken
+    try:
+        with pytest.raises(openai.InternalServerError, match="simulated kernel failure"):
+            client(chat_server).chat.completions.create(model="tiny-chat", messages=HI, max_tokens=8)
+    finally:
+        batch.step = step
+    r = client(chat_server).chat.completions.create(model="tiny-chat", messages=HI, max_tokens=3)
+    assert r.choices[0].finish_reason in ("stop", "length")
