@@ -203,3 +203,24 @@ def test_missing_package_is_one_line(baseline, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
     with pytest.raises(SystemExit, match=r"^export: --format gguf needs gguf: pip install -e '\.\[export\]'"):
         export_main([str(baseline[0]), str(tmp_path / "m.gguf"), "--format", "gguf"])
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "models" / "pretrain" / "last.ckpt"
+
+
+@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"sample model {SAMPLE} not built (dvc repro pretrain)")
+@pytest.mark.parametrize("dtype", ["fp16", "q8_0"])
+def test_sample_model_reads_back(tmp_path, dtype):
+    from src.generation.loading import load_for_generation
+
+    loaded = load_for_generation(SAMPLE)
+    reader = gguf.GGUFReader(export_gguf(SAMPLE, tmp_path / "sample.gguf", dtype))
+    assert field(reader, "tokenizer.ggml.tokens") == [
+        loaded.tokenizer.id_to_piece(i) for i in range(loaded.tokenizer.vocab_size)]
+    tensors = {t.name: t for t in reader.tensors}
+    assert set(tensors) == set(llama_cpp_shapes(loaded.model.cfg))
+    ours = ours_by_gguf_name(loaded.model)
+    for name, original in ours.items():
+        t = tensors[name]
+        values = gguf.quants.dequantize(t.data, t.tensor_type).reshape(original.shape)
+        assert np.abs(values - original).max() <= np.abs(original).max() / 127, name
