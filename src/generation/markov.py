@@ -191,15 +191,22 @@ class MarkovModel:
         if rows <= 0 or not words:
             return np.zeros((0, 2 * max_pieces + 1), np.int32), []
         which = rng.choice(len(words), size=rows, p=weights / weights.sum())
-        start = np.empty(rows, dtype=np.int32)
-        for w in np.unique(which):  # a spelling of the word, as often as the corpus uses it
-            ids = np.asarray(self.forms[words[w]])
-            rows_w = np.flatnonzero(which == w)
-            counts = self.unigram[ids].astype(np.float64)
-            start[rows_w] = rng.choice(ids, size=len(rows_w), p=counts / counts.sum())
-        ctx = np.full((rows, self.order), PAD, dtype=np.int32)
-        ctx[:, -1] = start
-        back, back_len = self.backward.walk(self.backward.states(ctx, self.min_choices), max_pieces, rng)
+        # a spelling of each row's word, as often as the corpus uses it: all words' spellings in
+        # one array, each word's cumulative shares running from its index to index + 1
+        spellings = [np.asarray(self.forms[w]) for w in words]
+        ids = np.concatenate(spellings)
+        shares = [np.cumsum(self.unigram[sp]) / self.unigram[sp].sum() for sp in spellings]
+        for share in shares:
+            share[-1] = 1.0  # exactly: a draw near 1 must not fall into the next word's spellings
+        cum = np.concatenate([i + share for i, share in enumerate(shares)])
+        pick = np.searchsorted(cum, which + rng.random(rows), side="right")
+        start = ids[np.minimum(pick, len(ids) - 1)].astype(np.int32)
+        # the backward walk starts from the seed alone: its state, looked up once per seed
+        seeds, row_seed = np.unique(start, return_inverse=True)
+        ctx = np.full((len(seeds), self.order), PAD, dtype=np.int32)
+        ctx[:, -1] = seeds
+        first = self.backward.states(ctx, self.min_choices)[row_seed]
+        back, back_len = self.backward.walk(first, max_pieces, rng)
         # the forward key: line start padding, the backward pieces in reading order, the seed
         fwd_ctx = np.full((rows, self.order), BOS, dtype=np.int32)
         fwd_ctx[:, -1] = start
