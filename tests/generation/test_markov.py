@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def test_candidates_grow_from_words_of_the_conversation() -> None:
     # a word in the middle of corpus lines: candidates reach it from a line start and go on after it
     mid = model.generate(60, ["sat"], seed=0, seeded_share=1.0).texts
     assert all(" sat " in t for t in mid) and all(t[0].isupper() for t in mid)
+    # several words: every line holds the word it grew from, spelled as the corpus spells it
+    many = model.generate(200, ["Where is the dog, the cat and the door?"], seed=5, seeded_share=1.0)
+    assert len(set(many.seeds)) >= 4
+    for text, word in zip(many.texts, many.seeds, strict=True):
+        assert word in re.findall(r"\w+", text.lower()), (word, text)
     # nothing known: every candidate comes from a line start
     cold = model.generate(20, ["zzz qqq"], seed=0, seeded_share=1.0)
     assert cold.texts and set(cold.seeds) == {None}
