@@ -15,7 +15,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,50 @@ def sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+class BodyLimit:
+    """Refuses a request whose Content-Length exceeds `limit` (413) before anything reads it, and
+    one whose body grows past it while being read (a chunked upload). A plain ASGI middleware:
+    Starlette's HTTP middleware would hide client disconnects from the handlers."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self.refuse(send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge(self.limit)
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:
+            await self.refuse(send)
+
+    async def refuse(self, send: Callable) -> None:
+        body = json.dumps(BodyTooLarge(self.limit).error().body()).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body: larger than {limit} bytes (serve.max_body_bytes)")
+
+    def error(self) -> RequestError:
+        return RequestError(413, str(self), "body")
+
+
 def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
     async def check_api_key(request: Request) -> None:
         # A dependency of every route rather than an HTTP middleware: Starlette's middleware wraps
@@ -91,6 +135,7 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     app = FastAPI(title="homunculus", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(check_api_key)])
+    app.add_middleware(BodyLimit, limit=served.prompts.limits.max_body_bytes)
     prompts, scheduler = served.prompts, served.scheduler
 
     @app.exception_handler(RequestError)
@@ -104,6 +149,9 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI turns errors while reading into a 400
+            error = exc.__cause__.error()
+            return JSONResponse(error.body(), status_code=error.status)
         return JSONResponse(RequestError(exc.status_code, str(exc.detail)).body(), status_code=exc.status_code)
 
     @app.exception_handler(ClientGone)

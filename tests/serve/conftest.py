@@ -19,7 +19,7 @@ from src.serve.app import ServedModel, create_app
 from src.tokenizers.char import CharTokenizer
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .,?!\n"
-LIMITS = ServeConfig(max_new_tokens=64, max_n=4, max_queue=8, queue_timeout_s=5.0)
+LIMITS = ServeConfig(max_new_tokens=64, max_n=4, max_queue=8, queue_timeout_s=5.0, max_body_bytes=50_000)
 
 
 def write_checkpoint(directory: Path, chat: bool, block_size: int = 96, seed: int = 0) -> Path:

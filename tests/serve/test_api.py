@@ -241,3 +241,21 @@ def test_a_failing_decode_is_a_500_and_the_server_goes_on(chat_server):
         batch.step = step
     r = client(chat_server).chat.completions.create(model="tiny-chat", messages=HI, max_tokens=3)
     assert r.choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_body_over_the_limit_is_a_413(chat_server):
+    limit = chat_server.served.prompts.limits.max_body_bytes
+    big = {"model": "tiny-chat", "messages": [{"role": "user", "content": "a" * (limit + 10)}]}
+    r = httpx.post(f"{chat_server.base_url}/chat/completions", json=big)
+    assert r.status_code == 413 and r.json()["error"]["param"] == "body"
+
+    def chunks():  # no Content-Length: the body is counted as it arrives
+        yield b'{"model": "tiny-chat", "messages": [{"role": "user", "content": "'
+        for _ in range(limit // 10_000 + 1):
+            yield b"a" * 10_000
+        yield b'"}]}'
+
+    r = httpx.post(f"{chat_server.base_url}/chat/completions", content=chunks(),
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert client(chat_server).models.list()  # still serving

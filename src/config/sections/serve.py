@@ -28,6 +28,8 @@ class ServeConfig:
     max_prompt_tokens: int = 0
     max_new_tokens: int = 1024
     max_n: int = 8
+    # A request body larger than this is refused (HTTP 413) before it is read.
+    max_body_bytes: int = 1_000_000
     # Environment variable that holds the API key; when it is set and not empty every endpoint but
     # /health needs `Authorization: Bearer KEY`.
     api_key_env: str = "HOMUNCULUS_API_KEY"
@@ -40,5 +42,5 @@ class ServeConfig:
         return field_problems(s, {
             "port": within(0, 65535), "max_concurrent_requests": at_least(1), "max_batch_rows": at_least(1),
             "max_queue": at_least(0), "queue_timeout_s": at_least(0), "max_prompt_tokens": at_least(0),
-            "max_new_tokens": at_least(1), "max_n": at_least(1), "rerank_candidates": at_least(1),
+            "max_new_tokens": at_least(1), "max_n": at_least(1), "max_body_bytes": at_least(1), "rerank_candidates": at_least(1),
             "rerank_context_lines": at_least(0)})
