@@ -63,6 +63,10 @@ def test_stop_string(base_server):
     stop = free[len(free) // 2:len(free) // 2 + 2]
     cut = c.completions.create(**options, stop=[stop, "never there"]).choices[0]
     assert cut.text == free[:free.find(stop)] and cut.finish_reason == "stop"
+    # Streamed, no piece of the stop string is ever sent.
+    chunks = list(c.completions.create(**options, stop=[stop, "never there"], stream=True))
+    assert "".join(ch.choices[0].text for ch in chunks) == cut.text
+    assert chunks[-1].choices[0].finish_reason == "stop"
 
 
 def test_base_model_completion(base_server):
