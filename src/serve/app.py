@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from src.generation import chat_template
 from src.serve.prompts import PreparedRequest, PromptBuilder, RequestError
-from src.serve.rerank import RERANK_SUFFIX, RerankService, rerank_fields
+from src.serve.rerank import RERANK_SUFFIX, CandidatesAbandoned, RerankService, rerank_fields
 from src.serve.scheduler import GenerationJob, JobUpdate, QueueFull, Scheduler
 from src.serve.schemas import (
     ApplyTemplateRequest,
@@ -210,7 +211,7 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         selected = check_model(req.model)
         if req.rerank if req.rerank is not None else selected:
-            return await reranked(req)
+            return await reranked(req, request)
         prepared = prompts.chat_request(req)
         return await complete(request, prepared, req.stream, req.stream_options is not None
                               and req.stream_options.include_usage, chat=True)
@@ -222,7 +223,7 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
         return await complete(request, prepared, req.stream, req.stream_options is not None
                               and req.stream_options.include_usage, chat=False)
 
-    async def reranked(req: ChatCompletionRequest) -> dict[str, Any]:
+    async def reranked(req: ChatCompletionRequest, request: Request) -> dict[str, Any]:
         if served.rerank is None:
             raise RequestError(400, "rerank: this server has no reranker (start it with --rerank DIR)", "rerank")
         if req.stream:
@@ -232,10 +233,23 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
             raise RequestError(400, f"n={req.n}: only {served.rerank.candidates} candidates are written "
                                     "(--rerank-n)", "n")
         prepared = prompts.chat_request(req)
-        ranked, tokens = await asyncio.to_thread(served.rerank.reply, scheduler, prepared)
-        best = ranked.ranked[:req.n] or []
-        choices = [{"index": i, "message": {"role": "assistant", "content": s.text}, "finish_reason": "stop",
-                    "logprobs": None} for i, s in enumerate(best)]
+        gone = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(served.rerank.reply, scheduler, prepared, gone))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=DISCONNECT_POLL_S)
+                if not work.done() and await request.is_disconnected():
+                    gone.set()  # the writer cancels its candidates' rows
+            ranked, tokens = work.result()
+        except CandidatesAbandoned:
+            raise ClientGone() from None
+        finally:
+            gone.set()
+        # When every candidate was left out (empty, an echo: counted under rerank.dropped), one empty
+        # reply: clients expect at least one choice.
+        texts = [s.text for s in ranked.ranked[:req.n]] or [""]
+        choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
+                    "logprobs": None} for i, text in enumerate(texts)]
         reply = Reply(req.model, prepared, chat=True)
         reply.tokens = [tokens]
         return {**reply.head(), "choices": choices, "usage": reply.usage(), "rerank": rerank_fields(ranked)}

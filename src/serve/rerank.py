@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from src.generation.chat_template import clean_reply
@@ -25,6 +25,11 @@ from src.serve.scheduler import GenerationJob, JobUpdate, QueueFull, Scheduler
 RERANK_SUFFIX = "+rerank"
 # Seconds a candidate batch may take before the request fails (a bug or a stuck worker).
 CANDIDATES_TIMEOUT_S = 600
+POLL_S = 0.1
+
+
+class CandidatesAbandoned(Exception):
+    """The client left while its candidates were being written."""
 
 
 @dataclass
@@ -35,6 +40,8 @@ class ScheduledWriter:
     scheduler: Scheduler
     prepared: PreparedRequest
     tokens: int = 0
+    # Set by the HTTP side when the client has gone: the candidates' rows leave the batch.
+    gone: threading.Event = field(default_factory=threading.Event)
 
     def propose(self, context: Sequence[str], n: int, seed: int | None) -> list[tuple[str, str | None]]:
         updates: queue.Queue[JobUpdate] = queue.Queue()
@@ -46,12 +53,21 @@ class ScheduledWriter:
             raise RequestError(429, f"server busy: {exc}; retry later", code="queue_full",
                                kind="rate_limit_error") from None
         texts = [""] * n
+        waited = 0.0
         while True:
             try:
-                update = updates.get(timeout=CANDIDATES_TIMEOUT_S)
+                update = updates.get(timeout=POLL_S)
             except queue.Empty:
+                waited += POLL_S
+                if self.gone.is_set() or waited > CANDIDATES_TIMEOUT_S:
+                    job.cancel()
+                    if self.gone.is_set():
+                        raise CandidatesAbandoned() from None
+                    raise RequestError(503, "the candidates took too long", kind="server_error") from None
+                continue
+            if self.gone.is_set():
                 job.cancel()
-                raise RequestError(503, "the candidates took too long", kind="server_error") from None
+                raise CandidatesAbandoned()
             if update.error:
                 raise RequestError(update.error[0], update.error[1], kind="server_error")
             for d in update.deltas:
@@ -82,9 +98,11 @@ class RerankService:
         self.candidates = candidates
         self.context_lines = context_lines
 
-    def reply(self, scheduler: Scheduler, prepared: PreparedRequest) -> tuple[RerankedReply, int]:
-        """The ranked candidates for a prepared chat request, and the tokens generated (blocking)."""
-        writer = ScheduledWriter(scheduler, prepared)
+    def reply(self, scheduler: Scheduler, prepared: PreparedRequest,
+              gone: threading.Event | None = None) -> tuple[RerankedReply, int]:
+        """The ranked candidates for a prepared chat request, and the tokens generated (blocking;
+        CandidatesAbandoned once `gone` is set)."""
+        writer = ScheduledWriter(scheduler, prepared, gone=gone or threading.Event())
         context = [m["content"] for m in prepared.messages if m["role"] != "system"]
         reranking = Reranking(self.scorer, lm=writer, source="lm", n=self.candidates,
                               context_lines=self.context_lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -91,3 +92,28 @@ def base_server(tmp_path_factory) -> Iterator[Server]:
     server, stop = start_server(model, replace(LIMITS, max_prompt_tokens=40), name="tiny-base")
     yield server
     stop()
+
+
+@contextlib.contextmanager
+def slow_and_endless(scheduler, seconds_per_step: float):
+    """Decode steps take `seconds_per_step`, and no special token is ever picked (a reply of the
+    random model runs to max_tokens), for as long as the block runs."""
+    batch = scheduler.batch
+    step, join_many = batch.step, batch.join_many
+    specials = list(scheduler.tokenizer.special_tokens.values())
+
+    def no_specials(logits):
+        logits = logits.clone()
+        logits[:, specials] = float("-inf")
+        return logits
+
+    def slow_step(tokens):
+        time.sleep(seconds_per_step)
+        return no_specials(step(tokens))
+
+    batch.step = slow_step
+    batch.join_many = lambda requests: [no_specials(x) for x in join_many(requests)]
+    try:
+        yield
+    finally:
+        batch.step, batch.join_many = step, join_many

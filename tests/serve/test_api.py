@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 
@@ -12,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from src.generation import chat_template
-from tests.serve.conftest import start_server, write_checkpoint
+from tests.serve.conftest import slow_and_endless, start_server, write_checkpoint
 
 pytest.importorskip("openai")
 
@@ -174,31 +173,6 @@ def test_api_key_enforced(tmp_path, monkeypatch):
         assert httpx.get(f"{server.url}/health").status_code == 200  # for load balancers, no secrets
     finally:
         stop()
-
-
-@contextlib.contextmanager
-def slow_and_endless(scheduler, seconds_per_step: float):
-    """Decode steps take `seconds_per_step`, and no special token is ever picked (a reply of the
-    random model runs to max_tokens), for as long as the block runs."""
-    batch = scheduler.batch
-    step, join_many = batch.step, batch.join_many
-    specials = list(scheduler.tokenizer.special_tokens.values())
-
-    def no_specials(logits):
-        logits = logits.clone()
-        logits[:, specials] = float("-inf")
-        return logits
-
-    def slow_step(tokens):
-        time.sleep(seconds_per_step)
-        return no_specials(step(tokens))
-
-    batch.step = slow_step
-    batch.join_many = lambda requests: [no_specials(x) for x in join_many(requests)]
-    try:
-        yield
-    finally:
-        batch.step, batch.join_many = step, join_many
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole reply"])

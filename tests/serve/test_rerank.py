@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
 import openai
@@ -9,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from src.serve.rerank import ScheduledWriter
-from tests.serve.conftest import LIMITS, start_server, write_checkpoint
+from tests.serve.conftest import LIMITS, slow_and_endless, start_server, write_checkpoint
 
 HI = [{"role": "user", "content": "hello, how are you?"}]
 
@@ -83,3 +85,21 @@ def test_writer_collects_every_sample(rerank_server):
     lines = writer.propose([], 5, seed=1)
     assert len(lines) == 5 and all(word is None for _, word in lines)
     assert 0 < writer.tokens <= 25
+
+
+def test_a_client_leaving_a_reranked_request_frees_its_rows(rerank_server):
+    server, _ = rerank_server
+    scheduler = server.served.scheduler
+    with slow_and_endless(scheduler, 0.02):  # 16 candidates x 64 steps > 1.2 s
+        steps_before = scheduler.steps
+        body = {"model": "tiny+rerank", "messages": HI, "max_tokens": 64, "temperature": 1.0}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=0.3)
+        deadline = time.monotonic() + 5
+        while scheduler.load()["active_rows"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert scheduler.load()["active_rows"] == 0
+        assert scheduler.steps - steps_before < 50
+    r = OpenAI(base_url=server.base_url, api_key="x", max_retries=0).chat.completions.create(
+        model="tiny+rerank", messages=HI, max_tokens=4)
+    assert r.choices
