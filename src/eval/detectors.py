@@ -7,7 +7,8 @@ the share of replies that loop. They work on any sequence of hashable items (tok
 
 The failure detectors below (`detect_loop`, `detect_canned`, `detect_markdown_wall`,
 `detect_no_end`) each flag one way a chat model's reply goes wrong; the KTO pair collection keeps a
-sampled reply as undesirable only when one of them fires, and evaluation reports their rates.
+sampled reply as undesirable only when one of them fires; `failure_rates` gives their rates over a
+set of replies (the KTO collapse guard, evaluation).
 """
 
 from __future__ import annotations
@@ -212,3 +213,25 @@ def detect_failures(reply: str, prompt: str, *, ended: bool, n_tokens: int, max_
         "markdown_wall": detect_markdown_wall(reply, **pick("markdown_")),
         "no_end": detect_no_end(ended, n_tokens, max_new_tokens),
     }
+
+
+def failure_rates(replies: Sequence[str], prompts: Sequence[str], *, ended: Sequence[bool],
+                  tokens: Sequence[Sequence[Hashable]], max_new_tokens: int,
+                  thresholds: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The share of `replies` that each detector flags (`detect_failures`), as `<failure>_rate` for
+    every name in FAILURES, plus `eot_rate` (1 - no_end_rate: replies closed by <|end|>). Reply i
+    answers prompts[i], ended[i] says whether it closed its turn, tokens[i] are its ids. All 0.0
+    for no replies (eot_rate too: nothing ended)."""
+    if not len(replies) == len(prompts) == len(ended) == len(tokens):
+        raise ValueError(f"{len(replies)} replies, {len(prompts)} prompts, {len(ended)} ended flags and "
+                         f"{len(tokens)} token lists must be as many")
+    counts = dict.fromkeys(FAILURES, 0)
+    for reply, prompt, done, ids in zip(replies, prompts, ended, tokens, strict=True):
+        found = detect_failures(reply, prompt, ended=done, n_tokens=len(ids), max_new_tokens=max_new_tokens,
+                                tokens=ids, thresholds=thresholds)
+        for name, d in found.items():
+            counts[name] += int(d.flagged)
+    n = len(replies)
+    rates = {f"{name}_rate": (c / n if n else 0.0) for name, c in counts.items()}
+    rates["eot_rate"] = 1.0 - rates["no_end_rate"] if n else 0.0
+    return rates

@@ -3,7 +3,8 @@
 Defined as TRL 1.16's `KTOTrainer` defines it, so results can be checked against it:
 
     r_i  = policy_logps_i - reference_logps_i          (implied reward / beta)
-    z0   = max(0, mean_j(policy_kl_logps_j - reference_kl_logps_j)), no gradient
+    z0   = max(0, mean_j(policy_kl_logps_j - reference_kl_logps_j)), no gradient (clamp_z0=False:
+           without the max, for demonstrations only)
     loss_i = w_d * (1 - sigmoid(beta * (r_i - z0)))    desirable ("kto")
            = w_u * (1 - sigmoid(beta * (z0 - r_i)))    undesirable ("kto")
            = w_d * (1 - sigmoid(beta * r_i))           desirable ("apo_zero_unpaired", no z0)
@@ -39,7 +40,8 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 def kto_loss(policy_logps: Tensor, reference_logps: Tensor, labels: Tensor, policy_kl_logps: Tensor | None,
              reference_kl_logps: Tensor | None, *, beta: float, desirable_weight: float = 1.0,
-             undesirable_weight: float = 1.0, loss_type: str = "kto") -> tuple[Tensor, dict[str, Tensor]]:
+             undesirable_weight: float = 1.0, loss_type: str = "kto",
+             clamp_z0: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
     """(scalar loss, detached metrics) for one batch; see the module docstring.
 
     `*_logps` are summed completion log-probs [B]; `labels` is bool [B] (True = desirable);
@@ -47,7 +49,8 @@ def kto_loss(policy_logps: Tensor, reference_logps: Tensor, labels: Tensor, poli
     and None (ignored) with "apo_zero_unpaired". Metrics: `kl` (z0, 0 for apo_zero_unpaired),
     `rewards/chosen`, `rewards/rejected` (mean beta * r per class), `rewards/margins` (their
     difference), `logps/chosen`, `logps/rejected` (mean policy log-prob per class); a class absent
-    from the batch gives NaN for its metrics and the margin.
+    from the batch gives NaN for its metrics and the margin. `clamp_z0=False` lets z0 go negative
+    (not TRL's loss: only to show what the clamp prevents, as the collapse demonstrations do).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {list(LOSS_TYPES)}, got {loss_type!r}")
@@ -60,7 +63,9 @@ def kto_loss(policy_logps: Tensor, reference_logps: Tensor, labels: Tensor, poli
         if policy_kl_logps is None or reference_kl_logps is None or policy_kl_logps.numel() == 0:
             raise ValueError("loss_type 'kto' needs the log-probs of mismatched pairs (policy_kl_logps, "
                              "reference_kl_logps) for its reference point")
-        z0 = (policy_kl_logps.detach() - reference_kl_logps.detach()).mean().clamp(min=0)
+        z0 = (policy_kl_logps.detach() - reference_kl_logps.detach()).mean()
+        if clamp_z0:
+            z0 = z0.clamp(min=0)
         desirable = 1 - F.sigmoid(beta * (ratio - z0))
         undesirable = 1 - F.sigmoid(beta * (z0 - ratio))
     else:

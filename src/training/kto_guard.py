@@ -7,8 +7,9 @@ SFT model itself, the baseline):
 
 - desirable drift: the mean over held-out desirable replies of (policy log-prob - reference
   log-prob), in nats per reply. Healthy KTO raises it; a collapse takes it down by tens of nats.
-- generation check: replies sampled (fixed seed) to fixed prompts, with end-of-turn rate, mean
-  length, loop rate (`sft_module.reply_metrics`, which uses src/eval/detectors.py) and distinct-2.
+- generation check: replies sampled (fixed seed) to fixed prompts, with the rates of the failure
+  detectors (src/eval/detectors.py `failure_rates`: loop, canned, markdown wall; end-of-turn rate
+  = replies that did not trip no-end), mean length and distinct-2.
 
 The run stops at the first evaluation where the drift is below `min_desirable_drift` or a
 generation metric is worse than step 0's by more than its margin. best.ckpt is the evaluation with
@@ -29,6 +30,7 @@ import lightning as L
 import torch
 
 from src.atomic_io import write_json_atomic
+from src.eval.detectors import failure_rates
 from src.generation import chat_template
 from src.generation.engine import Engine
 from src.training.callbacks import (
@@ -44,7 +46,7 @@ from src.training.kto import kto_loss
 from src.training.kto_data import Arrangement, EncodedPairs
 from src.training.kto_module import METRIC_NAMES, LossSettings, ReferenceLogps, score
 from src.training.mlflow_logger import StageRunLogger
-from src.training.sft_module import ChatSampleSettings, reply_metrics
+from src.training.sft_module import ChatSampleSettings
 
 COLLAPSE_TAG = "kto.collapse"
 
@@ -63,6 +65,14 @@ class GuardSettings:
     max_eot_rate_drop: float
     max_distinct2_drop: float
     max_length_ratio: float
+    max_canned_rate_rise: float = 0.25
+    max_markdown_wall_rate_rise: float = 0.25
+
+
+# failure rates the guard compares with step 0's: (metric, GuardSettings field of the largest rise, name)
+RISING_RATES = (("loop_rate", "max_loop_rate_rise", "loop rate"),
+                ("canned_rate", "max_canned_rate_rise", "canned rate"),
+                ("markdown_wall_rate", "max_markdown_wall_rate_rise", "markdown-wall rate"))
 
 
 def guard_problems(now: dict[str, Any], baseline: dict[str, Any], g: GuardSettings) -> list[str]:
@@ -76,8 +86,9 @@ def guard_problems(now: dict[str, Any], baseline: dict[str, Any], g: GuardSettin
     drift = now.get("desirable_drift")
     if drift is not None and drift < g.min_desirable_drift:
         out.append(f"desirable drift {drift:.2f} nats < {g.min_desirable_drift:g}")
-    if have("loop_rate") and now["loop_rate"] - baseline["loop_rate"] > g.max_loop_rate_rise:
-        out.append(f"loop rate {now['loop_rate']:.2f} vs {baseline['loop_rate']:.2f} at step 0")
+    for key, margin, name in RISING_RATES:
+        if have(key) and now[key] - baseline[key] > getattr(g, margin):
+            out.append(f"{name} {now[key]:.2f} vs {baseline[key]:.2f} at step 0")
     if have("eot_rate") and baseline["eot_rate"] - now["eot_rate"] > g.max_eot_rate_drop:
         out.append(f"end-of-turn rate {now['eot_rate']:.2f} vs {baseline['eot_rate']:.2f} at step 0")
     if have("distinct2") and baseline["distinct2"] - now["distinct2"] > g.max_distinct2_drop:
@@ -115,7 +126,7 @@ def validation_metrics(model: torch.nn.Module, val: ValidationPairs, loss: LossS
         kl_ref = ref.mismatched[kept]
     value, m = kto_loss(policy, ref.completion, labels, kl_policy, kl_ref, beta=loss.beta,
                         desirable_weight=loss.desirable_weight, undesirable_weight=loss.undesirable_weight,
-                        loss_type=loss.loss_type)
+                        loss_type=loss.loss_type, clamp_z0=loss.clamp_z0)
     ratio = policy - ref.completion
     z0 = float(m["kl"])
     correct = torch.where(labels, ratio > z0, ratio < z0).float().mean()
@@ -135,9 +146,10 @@ class KTOEvaluator(Evaluator):
 
     def __init__(self, plan: EvalPlan, monitor: TrainingMonitor, val: ValidationPairs, loss: LossSettings,
                  guard: GuardSettings, chat: ChatSampleSettings | None, score_batch_size: int,
-                 log_every: int) -> None:
+                 log_every: int, detectors: dict[str, Any] | None = None) -> None:
         super().__init__(None, plan, monitor, None)
         self.val, self.loss, self.guard, self.chat = val, loss, guard, chat
+        self.detectors = dict(detectors or {})  # DetectorConfig's keys (thresholds)
         self.score_batch_size, self.log_every = score_batch_size, log_every
         self.baseline: dict[str, Any] | None = None
         self.collapse: dict[str, Any] | None = None
@@ -223,8 +235,11 @@ class KTOEvaluator(Evaluator):
             replies = engine.generate(prompts, s.params, stop_ids=sorted(specials.values()), seed=s.seed,
                                       on_token=on_token)
         tokens = [c.tokens for c in replies]
-        metrics = reply_metrics([c.finish_reason for c in replies], [stopped_by.get(i) for i in range(len(replies))],
-                                tokens, specials[chat_template.END], s.loop_thresholds)
+        end_id = specials[chat_template.END]
+        ended = [c.finish_reason == "stop_token" and stopped_by.get(i) == end_id for i, c in enumerate(replies)]
+        metrics = failure_rates([c.text for c in replies], list(s.prompts), ended=ended, tokens=tokens,
+                                max_new_tokens=s.params.max_new_tokens, thresholds=self.detectors)
+        metrics["mean_reply_tokens"] = sum(map(len, tokens)) / len(tokens) if tokens else 0.0
         metrics["distinct2"] = distinct_n(tokens, 2)
         text = "\n\n".join([f"# step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())]
                            + [f"## user: {p}\n{c.text}" for p, c in zip(s.prompts, replies, strict=True)]) + "\n"

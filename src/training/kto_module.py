@@ -36,6 +36,7 @@ class LossSettings:
     desirable_weight: float
     undesirable_weight: float
     loss_type: str
+    clamp_z0: bool = True
 
 
 @torch.no_grad()
@@ -134,7 +135,7 @@ class KTOModule(PretrainModule):
         kl_policy, kl_reference = self._z0_inputs(rows) if s.loss_type == "kto" else (None, None)
         loss, metrics = kto_loss(policy, reference, labels, kl_policy, kl_reference, beta=s.beta,
                                  desirable_weight=s.desirable_weight, undesirable_weight=s.undesirable_weight,
-                                 loss_type=s.loss_type)
+                                 loss_type=s.loss_type, clamp_z0=s.clamp_z0)
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._micro_batches += 1

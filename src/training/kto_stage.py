@@ -156,7 +156,7 @@ def kto(cfg: DictConfig, run: StageRun) -> None:
                  "init_checkpoint_sha256": file_sha256(init_path)},
     }
     recipe = {k: v for k, v in OmegaConf.to_container(p, resolve=True).items() if k in RECIPE_KEYS}
-    loss = LossSettings(p.beta, p.desirable_weight, p.undesirable_weight, p.loss_type)
+    loss = LossSettings(p.beta, p.desirable_weight, p.undesirable_weight, p.loss_type, p.clamp_z0)
     module = KTOModule(model, recipe, OmegaConf.to_container(t, resolve=True), p.tokenizer_dir, tokenizer.sha256,
                        loss, identity, world, init_hparams.get("normalize"))
     module.model.load_state_dict(weights)
@@ -199,13 +199,13 @@ def kto(cfg: DictConfig, run: StageRun) -> None:
         chat = ChatSampleSettings(list(p.sample_prompts),
                                   SamplingParams(temperature=p.sample_temperature, top_k=p.sample_top_k,
                                                  max_new_tokens=p.sample_tokens),
-                                  cfg.seed, tokenizer,
-                                  {"max_period": p.loop_max_period, "min_repeats": p.loop_min_repeats,
-                                   "min_span": p.loop_min_span})
+                                  cfg.seed, tokenizer)
     guard = GuardSettings(p.guard, p.min_desirable_drift, p.max_loop_rate_rise, p.max_eot_rate_drop,
-                          p.max_distinct2_drop, p.max_length_ratio)
+                          p.max_distinct2_drop, p.max_length_ratio, p.max_canned_rate_rise,
+                          p.max_markdown_wall_rate_rise)
     evaluator = KTOEvaluator(plan, monitor, ValidationPairs(val, val_arrangement, val_reference), loss, guard,
-                             chat, p.score_batch_size, p.log_every)
+                             chat, p.score_batch_size, p.log_every,
+                             dict(OmegaConf.to_container(p.detectors, resolve=True)))
     trainer = lightning_trainer(p, t, gpt, batch, [monitor, evaluator], run)
     resume_from = resume_point(SimpleNamespace(pretrain=p), identity, ckpt_dir, run)
     report_file.with_name(THROUGHPUT_FILE).unlink(missing_ok=True)
@@ -222,8 +222,8 @@ def summarize(run: StageRun, report_file: Path) -> None:
                      if isinstance(v, (int, float)) and v is not None})
     run.log_artifact(report_file)
     run.summary.add("wrote", "optimizer_steps", report["steps"])
-    for key in ("val_loss", "reward_accuracy", "desirable_drift", "eot_rate", "loop_rate", "distinct2",
-                "mean_reply_tokens", "best_step"):
+    for key in ("val_loss", "reward_accuracy", "desirable_drift", "eot_rate", "loop_rate", "canned_rate",
+                "markdown_wall_rate", "distinct2", "mean_reply_tokens", "best_step"):
         if report.get(key) is not None:
             run.summary.add("wrote", key, report[key])
     if report.get("collapsed"):

@@ -166,3 +166,32 @@ def test_detect_failures_runs_every_detector_with_config_thresholds():
     strict = asdict(DetectorConfig(loop_max_compression=1000.0, loop_min_repeats=100, loop_min_span=1000))
     relaxed = detect_failures("я не знаю, " * 8, "", ended=True, n_tokens=5, max_new_tokens=80, thresholds=strict)
     assert not relaxed["loop"].flagged and not relaxed["no_end"].flagged
+
+
+def test_failure_rates_count_each_detector_over_replies():
+    from src.eval.detectors import failure_rates, words
+
+    steps = ["Понять тему", "Найти книги", "Составить план", "Читать каждый день", "Писать конспекты",
+             "Повторять выученное", "Задавать вопросы", "Отдыхать вовремя"]
+    wall = "\n".join(f"### {i}. {s}\n- **Совет:** {s.lower()} помогает в учёбе" for i, s in enumerate(steps, 1))
+    # one failure each: prose (cut at the limit: no end), a loop, a canned reply, a markdown wall
+    replies = [PROSE_RU, "я не знаю, " * 8, "Спасибо за вопрос! Всё будет хорошо.", wall]
+    prompts = ["Что он писал брату из Орла?", "Я не знаю, где он.", "Расскажи про старый дом у реки.",
+               "Как учиться?"]
+    tokens = [words(r) for r in replies]
+    rates = failure_rates(replies, prompts, ended=[True, False, True, True], tokens=tokens, max_new_tokens=500)
+    assert rates == {"loop_rate": 0.25, "canned_rate": 0.25, "markdown_wall_rate": 0.25, "no_end_rate": 0.25,
+                     "eot_rate": 0.75}
+    # the thresholds are the detectors' config keys: a wall needs more characters than it has
+    strict = failure_rates(replies, prompts, ended=[True] * 4, tokens=tokens, max_new_tokens=500,
+                           thresholds={"markdown_min_chars": 10_000})
+    assert strict["markdown_wall_rate"] == 0.0 and strict["eot_rate"] == 1.0
+
+
+def test_failure_rates_of_no_replies_and_mismatched_lengths():
+    from src.eval.detectors import failure_rates
+
+    assert failure_rates([], [], ended=[], tokens=[], max_new_tokens=8) == {
+        "loop_rate": 0.0, "canned_rate": 0.0, "markdown_wall_rate": 0.0, "no_end_rate": 0.0, "eot_rate": 0.0}
+    with pytest.raises(ValueError, match="must be as many"):
+        failure_rates(["a"], [], ended=[True], tokens=[[1]], max_new_tokens=8)

@@ -51,6 +51,18 @@ def test_reference_point_is_clamped_at_zero():
     assert loss.item() == pytest.approx(sum(want) / 3, rel=1e-6)
 
 
+def test_reference_point_unclamped_goes_negative():
+    # the same batch with clamp_z0=False: z0 = -3, so the desirable rewards are measured from -3
+    loss, m = kto_loss(POLICY, REFERENCE, LABELS, t(-9.0, -9.0), t(-6.0, -6.0), beta=0.5, clamp_z0=False)
+    want = [1 - sig(0.5 * (2 + 3)), 1 - sig(0.5 * (-3 + 2)), 1 - sig(0.5 * 3)]
+    assert m["kl"].item() == -3.0
+    assert loss.item() == pytest.approx(sum(want) / 3, rel=1e-6)
+    # a positive z0 is the same either way
+    clamped, _ = kto_loss(POLICY, REFERENCE, LABELS, t(-3.0, -7.0), t(-4.0, -6.5), beta=0.1)
+    free, _ = kto_loss(POLICY, REFERENCE, LABELS, t(-3.0, -7.0), t(-4.0, -6.5), beta=0.1, clamp_z0=False)
+    assert clamped.item() == free.item()
+
+
 def test_weights_scale_each_class():
     _, m = kto_loss(POLICY, REFERENCE, LABELS, t(-3.0), t(-3.0), beta=0.1)
     loss, _ = kto_loss(POLICY, REFERENCE, LABELS, t(-3.0), t(-3.0), beta=0.1, desirable_weight=2.0,

@@ -56,6 +56,9 @@ def test_kto_writes_chat_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert loaded.chat
     curve = json.loads((tmp_path / "kto" / "val_curve.json").read_text())
     assert [e["step"] for e in curve] == [0, 3, 6]
+    # the generation check's rates come from every failure detector (src/eval/detectors.py)
+    for key in ("loop_rate", "canned_rate", "markdown_wall_rate", "eot_rate", "distinct2", "mean_reply_tokens"):
+        assert key in rep and f"step0_{key}" in rep and all(key in e for e in curve)
 
 
 def test_weights_move_and_frozen_reference_matches_precomputed(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from src.config.checks import above, at_least, field_problems, one_of, within
+from src.config.sections.detectors import DetectorConfig
 from src.config.sections.pretrain import PretrainConfig
 
 
@@ -26,6 +27,8 @@ class KTOConfig(PretrainConfig):
     report_dir: str = "data/reports/kto"
     # loss (src/training/kto.py): kto | apo_zero_unpaired
     loss_type: str = "kto"
+    # z0 = max(0, ...) as TRL defines it; false only to demonstrate a collapse the clamp prevents
+    clamp_z0: bool = True
     beta: float = 0.1
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
@@ -45,9 +48,10 @@ class KTOConfig(PretrainConfig):
     max_eot_rate_drop: float = 0.25
     max_distinct2_drop: float = 0.25
     max_length_ratio: float = 2.0  # mean reply length more than x times (or under 1/x of) step 0's
-    loop_max_period: int = 16
-    loop_min_repeats: int = 3
-    loop_min_span: int = 12
+    max_canned_rate_rise: float = 0.25
+    max_markdown_wall_rate_rise: float = 0.25
+    # the failure detectors' thresholds for the generation check (as kto_pairs.detectors)
+    detectors: DetectorConfig = field(default_factory=DetectorConfig)
     sample_tokens: int = 64
     sample_prompts: list[str] = field(default_factory=lambda: ["Привет! Как дела?"])
 
@@ -60,7 +64,8 @@ class KTOConfig(PretrainConfig):
             "reference": one_of("precompute", "frozen"), "score_batch_size": at_least(1),
             "max_loop_rate_rise": within(0, 1), "max_eot_rate_drop": within(0, 1),
             "max_distinct2_drop": within(0, 1), "max_length_ratio": at_least(1),
-            "loop_max_period": at_least(1), "loop_min_repeats": at_least(2), "loop_min_span": at_least(2)})
+            "max_canned_rate_rise": within(0, 1), "max_markdown_wall_rate_rise": within(0, 1)})
+        out += [(f"detectors.{k}", m) for k, m in DetectorConfig.problems(p.get("detectors") or {})]
         if p.get("loss_type") == "kto" and p.get("micro_batch_size") == 1:
             out.append(("micro_batch_size", "must be >= 2 with loss_type=kto: the reference point pairs each "
                                             "prompt with the next example's completion in the micro-batch"))

@@ -52,6 +52,10 @@ class KtoPairsConfig:
     report_dir: str = "data/reports/kto_pairs"
     # held-out share of prompts (by a hash of the prompt): KTO validation and its collapse guard
     val_share: float = 0.1
+    # null = every prompt; else a seeded subset of this many prompts (before the val split is read),
+    # the rest counted as dropped: the desirables are one per prompt, so this keeps their number
+    # near the undesirables' (KTO wants (w_d * n_d) / (w_u * n_u) in [1, 4/3])
+    max_prompts: int | None = None
     # share of the context kept for the reply when a long conversation's oldest turns are dropped
     reply_share: float = 0.5
     presets: dict[str, FailurePreset] = field(default_factory=default_presets)
@@ -72,7 +76,7 @@ class KtoPairsConfig:
     def problems(p: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = field_problems(p, {
             "val_share": within(0, 1, high_open=True), "reply_share": within(0, 1, high_open=True),
-            "samples_per_prompt": at_least(1), "batch_size": at_least(1), "report_examples": at_least(0),
+            "samples_per_prompt": at_least(1), "max_prompts": at_least(1), "batch_size": at_least(1), "report_examples": at_least(0),
             "precision": one_of(*PRECISIONS), "device": one_of(*DEVICES)})
         if p.get("reply_share") == 0:
             out.append(("reply_share", "must be > 0, got 0"))

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -91,7 +92,7 @@ def val_split(messages: list[dict[str, str]], val_share: float) -> str:
 
 
 def build_prompts(path: Path, tokenizer: Any, block_size: int, p: DictConfig,
-                  run: StageRun) -> list[PromptRow]:
+                  run: StageRun, seed: int = 0) -> list[PromptRow]:
     """The prompts of the SFT training split (see the module docstring); drops are counted."""
     table = read_parquet(path, hint="rebuild it with the build_dialogues stage")
     missing = [c for c in ("conversation", "split") if c not in table.column_names]
@@ -122,7 +123,16 @@ def build_prompts(path: Path, tokenizer: Any, block_size: int, p: DictConfig,
                                  val_split(fitted.messages, p.val_share)))
     if not prompts:
         raise KtoPairsError(f"{path}: no usable prompt in the training split")
-    return prompts
+    return limit_prompts(prompts, p.get("max_prompts"), seed, run)
+
+
+def limit_prompts(prompts: list[PromptRow], max_prompts: int | None, seed: int, run: StageRun) -> list[PromptRow]:
+    """A seeded subset of `max_prompts` prompts in their original order (all when None or fewer)."""
+    if max_prompts is None or len(prompts) <= max_prompts:
+        return prompts
+    keep = np.sort(np.random.default_rng(seed).choice(len(prompts), size=max_prompts, replace=False))
+    run.summary.add("dropped", "prompts beyond kto_pairs.max_prompts", len(prompts) - max_prompts)
+    return [prompts[i] for i in keep]
 
 
 def pick_device(name: str) -> torch.device:
@@ -173,7 +183,7 @@ def kto_pairs(cfg: DictConfig, run: StageRun) -> None:
     model_sha = file_sha256(checkpoint)
     run.summary.notes.append(f"model {checkpoint} (sha256 {model_sha[:12]})")
     thresholds = dict(OmegaConf.to_container(p.detectors, resolve=True))
-    prompts = build_prompts(resolve(p.dialogues), tokenizer, block, p, run)
+    prompts = build_prompts(resolve(p.dialogues), tokenizer, block, p, run, cfg.seed)
     run.summary.add("read", "prompts from the sft train split", len(prompts))
 
     rows = dataset_rows(prompts, tokenizer, block, p, thresholds, model_sha)

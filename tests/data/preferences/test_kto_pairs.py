@@ -139,6 +139,19 @@ def test_low_scoring_dataset_replies_become_undesirable(tmp_path, setup):
     assert sum(r["preset"] == "dataset" for r in rows) == N_TRAIN - 2  # unscored rows stay desirable
 
 
+def test_max_prompts_keeps_a_seeded_subset_and_counts_the_rest(tmp_path, setup):
+    summary = execute_stage("kto_pairs", config(tmp_path, "kto_pairs.max_prompts=5"))
+    rows = read_pairs(tmp_path).to_pylist()
+    kept = sorted(r["dialogue_row"] for r in rows if r["preset"] == "dataset")
+    assert len(kept) == 5 and summary.dropped["prompts beyond kto_pairs.max_prompts"] == N_TRAIN - 5
+    # the undesirables answer the same prompts, and the subset follows the seed
+    assert {r["dialogue_row"] for r in rows if not r["label"]} <= set(kept)
+    execute_stage("kto_pairs", config(tmp_path, "kto_pairs.max_prompts=5", "seed=7"))
+    assert sorted(r["dialogue_row"] for r in read_pairs(tmp_path).to_pylist() if r["preset"] == "dataset") != kept
+    execute_stage("kto_pairs", config(tmp_path, f"kto_pairs.max_prompts={N_TRAIN}"))
+    assert sum(r["preset"] == "dataset" for r in read_pairs(tmp_path).to_pylist()) == N_TRAIN
+
+
 def test_a_prompt_that_cannot_fit_is_dropped_and_counted(tmp_path):
     tok = write_tokenizer(tmp_path / "tokenizer")
     write_chat_checkpoint(tmp_path / "sft" / "best.ckpt", tok, tmp_path / "tokenizer")
@@ -169,6 +182,8 @@ def test_bad_preset_values_name_the_key(tmp_path):
         config(tmp_path, "kto_pairs.presets.loops.temperature=-1")
     with pytest.raises(ConfigError, match="kto_pairs.detectors.canned_max_overlap"):
         config(tmp_path, "kto_pairs.detectors.canned_max_overlap=2")
+    with pytest.raises(ConfigError, match="kto_pairs.max_prompts"):
+        config(tmp_path, "kto_pairs.max_prompts=0")
 
 
 def test_val_split_is_stable_and_roughly_the_share():
