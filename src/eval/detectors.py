@@ -215,6 +215,12 @@ def detect_failures(reply: str, prompt: str, *, ended: bool, n_tokens: int, max_
     }
 
 
+def distinct_n(replies: Sequence[Sequence[Hashable]], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of all replies (1.0 = no n-gram repeats; 0.0 when none)."""
+    grams = [tuple(r[i:i + n]) for r in replies for i in range(len(r) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
 def failure_rates(replies: Sequence[str], prompts: Sequence[str], *, ended: Sequence[bool],
                   tokens: Sequence[Sequence[Hashable]], max_new_tokens: int,
                   thresholds: Mapping[str, Any] | None = None) -> dict[str, float]:

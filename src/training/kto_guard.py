@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ import lightning as L
 import torch
 
 from src.atomic_io import write_json_atomic
-from src.eval.detectors import failure_rates
+from src.eval.detectors import distinct_n, failure_rates
 from src.generation import chat_template
 from src.generation.engine import Engine
 from src.training.callbacks import (
@@ -49,12 +48,6 @@ from src.training.mlflow_logger import StageRunLogger
 from src.training.sft_module import ChatSampleSettings
 
 COLLAPSE_TAG = "kto.collapse"
-
-
-def distinct_n(replies: Sequence[Sequence[Hashable]], n: int = 2) -> float:
-    """Distinct n-grams over all n-grams of all replies (1.0 = no n-gram repeats; 0.0 when none)."""
-    grams = [tuple(r[i:i + n]) for r in replies for i in range(len(r) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 @dataclass(frozen=True)
