@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from src.training.callbacks import Evaluator, _sync, eager
 from src.training.checkpoint import BEST
@@ -71,8 +71,15 @@ class PairDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size, self.val_batches, self.seed = batch_size, val_batch_size, val_batches, seed
 
     def train_dataloader(self) -> DataLoader:
+        dataset = PairDataset(self.train)
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Each process its own share of every pass (Lightning sets the sampler's epoch).
+            sampler = DistributedSampler(dataset, shuffle=True, seed=self.seed, drop_last=True)
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                              collate_fn=pair_collate(self.model))
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(PairDataset(self.train), batch_size=self.batch_size, shuffle=True, drop_last=False,
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=False,
                           generator=generator, collate_fn=pair_collate(self.model))
 
     def eval_dataloader(self) -> DataLoader:
