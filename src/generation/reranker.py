@@ -47,7 +47,13 @@ def fast_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     probe = getattr(getattr(torch._C, "_cpu", None), "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+    if probe is not None:
+        return bool(probe())
+    try:  # torch builds without the probe: the kernel's CPU flags (Linux)
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return " amx_bf16" in flags
 
 
 class Reranker:
