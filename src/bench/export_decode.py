@@ -152,11 +152,11 @@ def run_llama_cpp(gguf_path: Path, prompt: list[int], new_tokens: int, threads: 
 
 def llama_cpp_isolated(*args) -> tuple[Run | None, list[list[int]], str]:
     """run_llama_cpp in a child process, so a crash inside llama.cpp is reported, not fatal."""
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing import get_context
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+    from src.worker_pool import process_pool
+
+    with process_pool(1, start_method="spawn") as pool:
         try:
             run, ids = pool.submit(run_llama_cpp, *args).result()
         except BrokenProcessPool:
