@@ -78,13 +78,8 @@ class TrainingMonitor(StepCallback):
         self.run_tokens = 0
         self.run_seconds = 0.0
 
-    # Throughput accumulates over the sessions of a resumed run.
-    def state_dict(self) -> dict[str, Any]:
-        return {"run_tokens": self.run_tokens, "run_seconds": self.run_seconds, "latest": self.latest}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.run_tokens, self.run_seconds = state["run_tokens"], state["run_seconds"]
-        self.latest = dict(state["latest"])
+    # No state in checkpoints: every figure here is wall-clock, and a checkpoint (a DVC output) must
+    # be the same bytes for two identical runs. Throughput is therefore that of this session.
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _sync(pl_module.device)

@@ -33,8 +33,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         storage_options: Any | None = None) -> None:
         # fsync'ed before the rename; temporaries of runs killed mid-save are swept, so the
         # persisted checkpoint folder does not collect them.
-        with atomic_path(path, sweep_stale=True) as tmp:
-            torch.save(checkpoint, tmp)
+        # torch.save names the zip's inner folder after the file it is given, so it writes through
+        # a file object (inner folder "archive"): the temporary's random name must not reach the
+        # bytes of a DVC-tracked checkpoint.
+        with atomic_path(path, sweep_stale=True) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

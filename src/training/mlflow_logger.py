@@ -3,8 +3,10 @@
 It addresses the run by id through MlflowClient, so it works from any process (DDP ranks, spawned
 workers) and never ends the run: `execute_stage` opened it and closes it with the stage's status.
 
-Checkpoints carry the id of the run that wrote them (`CHECKPOINT_KEY`). A resumed training is a new
-MLflow run linked to that one (tags `resumed_from_run_id` / `resumed_by_run_id`), and a run that was
+Each run is tagged with a hash of its training identity (`IDENTITY_TAG`: seed, model, recipe, data;
+the same identity a resume must match). The checkpoint itself carries no run id, since it is a DVC
+output that two identical runs must write byte for byte. A resumed training finds the latest other
+run of its experiment with the same identity tag: a new MLflow run linked to that one (tags `resumed_from_run_id` / `resumed_by_run_id`), and a run that was
 killed (still RUNNING, since no process is left to end it) is marked KILLED at that moment. A new run
 rather than reopening the old one: params are immutable in MLflow, and a resume may legitimately
 change the keys that are not part of the run's identity (log/val/save cadence, paths), and each
@@ -13,6 +15,8 @@ execution keeps its own git commit, config and summary.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -21,7 +25,7 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-CHECKPOINT_KEY = "mlflow_run_id"
+IDENTITY_TAG = "training_identity"
 RESUMED_FROM = "resumed_from_run_id"
 RESUMED_BY = "resumed_by_run_id"
 
@@ -75,6 +79,28 @@ class StageRunLogger(Logger):
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
+
+    @staticmethod
+    def identity_hash(identity: Mapping[str, Any]) -> str:
+        text = json.dumps(identity, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    @rank_zero_only
+    def tag_identity(self, identity: Mapping[str, Any]) -> None:
+        if identity:
+            self.client.set_tag(self.run_id, IDENTITY_TAG, self.identity_hash(identity))
+
+    @rank_zero_only
+    def previous_run(self, identity: Mapping[str, Any]) -> str | None:
+        """The newest other run of this experiment that trained the same identity (the one that
+        wrote the checkpoint being resumed), or None."""
+        if not identity:
+            return None
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        found = self.client.search_runs(
+            [experiment], filter_string=f"tags.{IDENTITY_TAG} = '{self.identity_hash(identity)}'",
+            order_by=["attributes.start_time DESC"], max_results=5)
+        return next((r.info.run_id for r in found if r.info.run_id != self.run_id), None)
 
     @rank_zero_only
     def continue_from(self, previous_run_id: str | None) -> None:

@@ -16,7 +16,7 @@ from torch import Tensor
 from src.config.sections.pretrain import PretrainConfig
 from src.errors import InputError
 from src.models.gpt import GPT
-from src.training.mlflow_logger import CHECKPOINT_KEY, StageRunLogger
+from src.training.mlflow_logger import StageRunLogger
 from src.training.optim import LrSchedule, OptimizerSettings, build_optimizer
 
 
@@ -154,17 +154,22 @@ class PretrainModule(L.LightningModule):
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["rng"] = rng
-        # Which MLflow run wrote this checkpoint: a resume links to it (see mlflow_logger).
-        for logger in self.trainer.loggers if self._trainer is not None else []:
-            if isinstance(logger, StageRunLogger):
-                checkpoint[CHECKPOINT_KEY] = logger.run_id
+        # No MLflow run id in the checkpoint: it is a DVC output and must not differ between two
+        # identical runs. The run is tagged with the training's identity instead (see mlflow_logger).
+        for logger in self.stage_loggers():
+            logger.tag_identity(self.hparams.get("identity") or {})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Applied when training starts, after Lightning's own set-up has finished touching the RNG.
         self._rng_to_restore = checkpoint.get("rng")
-        for logger in self.trainer.loggers if self._trainer is not None else []:
-            if isinstance(logger, StageRunLogger):
-                logger.continue_from(checkpoint.get(CHECKPOINT_KEY))
+        identity = (checkpoint.get("hyper_parameters") or {}).get("identity") or {}
+        for logger in self.stage_loggers():
+            logger.tag_identity(identity)
+            logger.continue_from(logger.previous_run(identity))
+
+    def stage_loggers(self) -> list[StageRunLogger]:
+        loggers = self.trainer.loggers if self._trainer is not None else []
+        return [logger for logger in loggers if isinstance(logger, StageRunLogger)]
 
     def on_train_start(self) -> None:
         if self._rng_to_restore:

@@ -32,7 +32,9 @@ def test_resume_marks_the_killed_run_and_links_to_it(tmp_path: Path, make_config
     (first,) = mlflow.search_runs(experiment_names=["pretrain"], output_format="list")
     # A SIGKILL leaves no process to end the run: it stays RUNNING (here the runner could still end it).
     client.update_run(first.info.run_id, status="RUNNING")
-    assert read_checkpoint(tmp_path / "ckpt" / "last.ckpt")["mlflow_run_id"] == first.info.run_id
+    # no run id inside the checkpoint (a DVC output): the run carries the training identity's tag
+    assert "mlflow_run_id" not in read_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert client.get_run(first.info.run_id).data.tags["training_identity"]
 
     execute_stage("pretrain", cfg)
     runs = {r.info.run_id: r for r in mlflow.search_runs(experiment_names=["pretrain"], output_format="list")}
@@ -46,7 +48,7 @@ def test_resume_marks_the_killed_run_and_links_to_it(tmp_path: Path, make_config
     # The resumed run logged only the steps it trained.
     steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "train/loss")]
     assert steps == [5, 6]
-    assert read_checkpoint(tmp_path / "ckpt" / "last.ckpt")["mlflow_run_id"] == resumed.info.run_id
+    assert resumed.data.tags["training_identity"] == killed.data.tags["training_identity"]
 
 
 def test_a_finished_run_is_linked_but_keeps_its_status(tmp_path: Path, make_config,

@@ -193,3 +193,19 @@ def test_fsdp_strategy_wraps_blocks_and_refuses_muon(make_config) -> None:
     assert strategy.kwargs["use_orig_params"]  # per-parameter weight decay survives sharding
     with pytest.raises(PretrainConfigError, match="muon"):
         make_strategy(cfg.trainer, model, "muon")
+
+
+def test_identical_runs_write_identical_checkpoint_bytes(tmp_path: Path, make_config) -> None:
+    """The checkpoint folder is a DVC output: no temp-file names, run ids or timings inside, or a
+    fresh clone's `dvc repro` rewrites dvc.lock."""
+    import shutil
+
+    cfg = make_config()
+    run_pretrain(cfg)
+    first = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
+    shutil.rmtree(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "report")
+    run_pretrain(cfg)
+    second = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
