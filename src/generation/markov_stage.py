@@ -14,7 +14,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,8 @@ from tqdm import tqdm
 
 from src.atomic_io import write_json_atomic, write_text_atomic
 from src.data.dialogues.speech import speech_runs, split_paragraphs
+from src.data.literature import literature_texts as shared_literature_texts
+from src.data.literature import read_text_file  # noqa: F401 - used by bench.markov
 from src.data.readers import read_parquet
 from src.errors import InputError
 from src.generation.markov import MarkovModel, split_pieces
@@ -37,19 +38,6 @@ _SENTENCE_END = re.compile(r"(?<!\b[A-ZА-ЯЁ][a-zа-яё]\.)(?<!\b[A-ZА-ЯЁ]
 
 def split_sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(paragraph) if s.strip()]
-
-
-def read_text_file(path: Path, counts: Counter[str]) -> str:
-    """A plain-text file: UTF-8, or windows-1251 (older Russian files) when it is not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        counts["documents_read_as_cp1251"] += 1
-        return data.decode("cp1251", errors="replace")
 
 
 def subtitle_lines(sub: Any, counts: Counter[str]) -> Iterator[str]:
@@ -69,22 +57,10 @@ def subtitle_lines(sub: Any, counts: Counter[str]) -> Iterator[str]:
 
 
 def literature_texts(lit: Any, normalize: Any, counts: Counter[str]) -> Iterator[str]:
-    if lit.path:
-        path = resolve(lit.path)
-        if not path.is_file():
-            raise InputError(f"{path}: not found (markov.literature.path; run clean_librus, or set "
-                             "markov.literature.path='')")
-        table = read_parquet(path, ["text"], hint="rebuild it with the clean_librus stage")
-        for text in table.column("text").to_pylist():
-            counts["literature_documents"] += 1
-            yield text or ""
-    for entry in lit.text_paths:
-        root = resolve(entry)
-        if not root.exists():
-            raise InputError(f"{root}: no such file or folder (markov.literature.text_paths)")
-        for f in sorted(root.rglob("*.txt")) if root.is_dir() else [root]:
-            counts["text_files"] += 1
-            yield normalize(read_text_file(f, counts))
+    # the cleaned corpus is normalized already; a user's own files are not
+    for doc_id, text in shared_literature_texts(lit.path, lit.text_paths, "markov", counts,
+                                                parquet_key="literature_documents", file_key="text_files"):
+        yield normalize(text) if doc_id.startswith("text:") else text
 
 
 def literature_lines(lit: Any, normalize: Any, counts: Counter[str]) -> Iterator[str]:

@@ -30,7 +30,7 @@ from src.data.dialogues.datasets import FileCounts, dataset_files, read_dataset
 from src.data.dialogues.report import DialogueStats, write_report
 from src.data.dialogues.speech import speech_runs
 from src.data.dialogues.windows import cut_windows, subtitle_windows
-from src.data.readers import read_parquet
+from src.data.literature import literature_texts, read_text_file  # noqa: F401 - read_text_file re-exported for the probe
 from src.errors import InputError
 from src.generation.chat_template import encode_for_training
 from src.paths import resolve
@@ -175,40 +175,6 @@ def _dataset_records(path: Path, source: str, filters: Any, stats: DialogueStats
     yield from read_dataset(path, filters, counts, bad_lines)
 
 
-def _literature_texts(lcfg: Any, counts: Counter[str]) -> Iterator[tuple[str, str]]:
-    """(document id, text) of the cleaned lib.ru corpus and of each local .txt file."""
-    if lcfg.path:
-        path = resolve(lcfg.path)
-        if not path.is_file():
-            raise InputError(f"{path}: not found (build_dialogues.literature.path; run clean_librus, "
-                             "or set build_dialogues.literature.enabled=false)")
-        table = read_parquet(path, ["doc_id", "text"], hint="rebuild it with the clean_librus stage")
-        for doc_id, text in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist(),
-                                strict=True):
-            counts["documents"] += 1
-            yield f"librus:{doc_id}", text or ""
-    for entry in lcfg.text_paths:
-        root = resolve(entry)
-        files = sorted(root.rglob("*.txt")) if root.is_dir() else [root]
-        if not root.exists():
-            raise InputError(f"{root}: no such file or folder (build_dialogues.literature.text_paths)")
-        for f in files:
-            counts["documents"] += 1
-            yield f"text:{f.relative_to(root) if root.is_dir() else f.name}", read_text_file(f)
-
-
-def read_text_file(path: Path) -> str:
-    """A plain-text book: UTF-8, or windows-1251 (older Russian files) when it is not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1251", errors="replace")
-
-
 def literature_conversations(text: str, lcfg: Any, counts: Counter[str]) -> Iterator[list[str]]:
     w = lcfg.window
     for run in speech_runs(text, counts, lcfg.min_quoted_share, lcfg.inline_colon_dash, w.max_turn_chars):
@@ -266,7 +232,7 @@ def build_dialogues(cfg: DictConfig, run: StageRun) -> None:
                                       "doc_id": f"subtitles:{win.file_id}:{win.first_line}"}, group=win.file_id)
             if c.literature.enabled:
                 counts = stats.source("literature").extraction
-                for doc_id, text in _literature_texts(c.literature, counts):
+                for doc_id, text in literature_texts(c.literature.path, c.literature.text_paths, "build_dialogues", counts):
                     for k, turns in enumerate(literature_conversations(text, c.literature, counts)):
                         add("literature", {"conversation": alternating(turns), "doc_id": f"{doc_id}#{k}"},
                             group=doc_id)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.atomic_io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from src.data.dialogues.speech import speech_runs
 from src.data.dialogues.windows import subtitle_runs
-from src.data.readers import read_parquet
+from src.data.literature import literature_texts
 from src.data.reranker.samples import KINDS, Run, Sample, build_samples, join_context
 from src.errors import InputError
 from src.paths import resolve
@@ -41,39 +41,8 @@ def subtitle_source_runs(s: Any, counts: Counter[str]) -> Iterator[Run]:
         yield Run("subtitles", run.file_id, run.language, run.lines)
 
 
-def literature_texts(lit: Any, counts: Counter[str]) -> Iterator[tuple[str, str]]:
-    """(work id, text) of the cleaned lib.ru corpus and of each local .txt file (UTF-8, or
-    windows-1251 when that fails: older Russian files)."""
-    if lit.path:
-        path = resolve(lit.path)
-        if not path.is_file():
-            raise InputError(f"{path}: not found (reranker_data.literature.path; run clean_librus, or "
-                             "set it to '' or reranker_data.literature.enabled=false)")
-        table = read_parquet(path, ["doc_id", "text"], hint="rebuild it with the clean_librus stage")
-        for doc_id, text in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist(),
-                                strict=True):
-            counts["documents"] += 1
-            yield f"librus:{doc_id}", text or ""
-    for entry in lit.text_paths:
-        root = resolve(entry)
-        if not root.exists():
-            raise InputError(f"{root}: no such file or folder (reranker_data.literature.text_paths)")
-        for f in sorted(root.rglob("*.txt")) if root.is_dir() else [root]:
-            counts["documents"] += 1
-            try:
-                data = f.read_bytes()
-            except OSError as exc:
-                raise InputError(f"{f}: cannot read ({exc.strerror or exc})") from None
-            try:
-                text = data.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                counts["documents_read_as_cp1251"] += 1
-                text = data.decode("cp1251", errors="replace")
-            yield f"text:{f.relative_to(root) if root.is_dir() else f.name}", text
-
-
 def literature_source_runs(lit: Any, counts: Counter[str]) -> Iterator[Run]:
-    for doc_id, text in literature_texts(lit, counts):
+    for doc_id, text in literature_texts(lit.path, lit.text_paths, "reranker_data", counts):
         # The works are Russian unless a text says otherwise; the language only pairs other_file
         # candidates, so a mislabelled English text costs easier negatives, nothing worse.
         language = "en" if _mostly_latin(text) else "ru"

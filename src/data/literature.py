@@ -1,0 +1,49 @@
+"""Literature as text: the cleaned lib.ru corpus and a user's own plain-text books, read one way for
+every stage that takes them (build_dialogues, reranker_data, markov)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from src.data.readers import read_parquet
+from src.errors import InputError
+from src.paths import resolve
+
+
+def read_text_file(path: Path, counts: Counter[str] | None = None) -> str:
+    """A plain-text book: UTF-8, or windows-1251 (older Russian files) when it is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if counts is not None:
+            counts["documents_read_as_cp1251"] += 1
+        return data.decode("cp1251", errors="replace")
+
+
+def literature_texts(parquet_path: str, text_paths: Iterable[str], section: str, counts: Counter[str], *,
+                     parquet_key: str = "documents", file_key: str = "documents") -> Iterator[tuple[str, str]]:
+    """(work id, text) of each work in the cleaned lib.ru parquet (when `parquet_path` is set) and of
+    each .txt file under `text_paths`. `section` names the config section in error messages."""
+    if parquet_path:
+        path = resolve(parquet_path)
+        if not path.is_file():
+            raise InputError(f"{path}: not found ({section}.literature.path; run clean_librus, or set "
+                             f"it to '' or {section}.literature.enabled=false)")
+        table = read_parquet(path, ["doc_id", "text"], hint="rebuild it with the clean_librus stage")
+        for doc_id, text in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist(),
+                                strict=True):
+            counts[parquet_key] += 1
+            yield f"librus:{doc_id}", text or ""
+    for entry in text_paths:
+        root = resolve(entry)
+        if not root.exists():
+            raise InputError(f"{root}: no such file or folder ({section}.literature.text_paths)")
+        for f in sorted(root.rglob("*.txt")) if root.is_dir() else [root]:
+            counts[file_key] += 1
+            yield f"text:{f.relative_to(root) if root.is_dir() else f.name}", read_text_file(f, counts)
