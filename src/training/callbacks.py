@@ -226,7 +226,10 @@ class Evaluator(StepCallback):
                                     generator, pl_module.device)
                 parts.append(f"## {prompt}\n{prompt}{s.tokenizer.decode(new)}")
         model.train(was_training)
-        text = "\n\n".join(parts) + "\n"
+        self.record_samples(trainer, step, "\n\n".join(parts) + "\n")
+
+    def record_samples(self, trainer: L.Trainer, step: int, text: str) -> None:
+        """Sampled text of one evaluation: to MLflow and appended to samples.txt."""
         for logger in trainer.loggers:
             if hasattr(logger, "log_text"):
                 logger.log_text(text, f"samples/step_{step:06d}.txt")
@@ -249,8 +252,12 @@ class Evaluator(StepCallback):
             "best_val_loss": self.best_loss if self.best_step >= 0 else None,
             "best_step": self.best_step,
         }
-        # Throughput stays out of metrics.json: DVC tracks that file (and the checkpoint folder),
-        # and a wall-clock figure there would change dvc.lock on every identical rerun.
+        self.write_reports(report)
+
+    def write_reports(self, report: dict[str, Any]) -> None:
+        """metrics.json (and its copy beside the checkpoints, which DVC keeps: see
+        pretrain.restore_finished_report) plus throughput.json. Throughput stays out of metrics.json:
+        DVC tracks that file, and a wall-clock figure there would change dvc.lock on every rerun."""
         throughput = {
             "tokens_per_s": self.monitor.mean_tokens_per_s if self.monitor.run_seconds else None,
             "mfu": self.monitor.latest.get("train/mfu"),
@@ -258,6 +265,5 @@ class Evaluator(StepCallback):
         }
         write_json_atomic(self.plan.report_file.with_name(THROUGHPUT_FILE), throughput)
         write_json_atomic(self.plan.report_file, report)
-        # A copy beside the checkpoints, which DVC keeps (persist): see pretrain.restore_finished_report.
         write_json_atomic(self.plan.ckpt_dir / "metrics.json", report)
         write_json_atomic(self.plan.ckpt_dir / "val_curve.json", self.curve)

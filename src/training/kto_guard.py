@@ -33,7 +33,6 @@ from src.eval.detectors import distinct_n, failure_rates
 from src.generation import chat_template
 from src.generation.engine import Engine
 from src.training.callbacks import (
-    THROUGHPUT_FILE,
     EvalPlan,
     Evaluator,
     TrainingMonitor,
@@ -236,13 +235,7 @@ class KTOEvaluator(Evaluator):
         metrics["distinct2"] = distinct_n(tokens, 2)
         text = "\n\n".join([f"# step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())]
                            + [f"## user: {p}\n{c.text}" for p, c in zip(s.prompts, replies, strict=True)]) + "\n"
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_text"):
-                logger.log_text(text, f"samples/step_{step:06d}.txt")
-        path = self.plan.ckpt_dir / "samples.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(text + "\n")
+        self.record_samples(trainer, step, text)
         return metrics
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -258,9 +251,5 @@ class KTOEvaluator(Evaluator):
             "collapse_step": self.collapse["step"] if self.collapse else None,
             "collapse_reason": self.collapse["reason"] if self.collapse else None,
         }
-        throughput = {"tokens_per_s": self.monitor.mean_tokens_per_s if self.monitor.run_seconds else None,
-                      "train_seconds": self.monitor.run_seconds}
-        write_json_atomic(self.plan.report_file.with_name(THROUGHPUT_FILE), throughput)
-        write_json_atomic(self.plan.report_file, report)
-        write_json_atomic(self.plan.ckpt_dir / "metrics.json", report)
+        self.write_reports(report)
         write_json_atomic(self.plan.ckpt_dir / "val_curve.json", self.curve)

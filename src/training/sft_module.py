@@ -156,13 +156,7 @@ class SFTEvaluator(Evaluator):
         _sync(pl_module.device)
         with trainer.precision_plugin.forward_context():
             metrics, text = chat_replies(pl_module.model, s, f"step {step}")
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_text"):
-                logger.log_text(text, f"samples/step_{step:06d}.txt")
-        path = self.plan.ckpt_dir / "samples.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(text + "\n")
+        self.record_samples(trainer, step, text)
         return metrics
 
 
