@@ -274,3 +274,20 @@ def test_api_config_group_runs_against_the_fake(tmp_path: Path, api_key: str) ->
     assert search["imdb_id"] == "133093" and search["machine_translated"] == "exclude"
     manifest = pl.read_parquet(tmp_path / "out" / "manifest.parquet")
     assert manifest["status"].to_list() == ["ok"] * 3
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"reset_time_utc": 5}', b"\xff\xfe\x00"])
+def test_a_damaged_quota_memo_is_forgotten_with_a_warning(tmp_path: Path, content: bytes,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timezone
+
+    from src.data.opensubs.api_source import DownloadCache
+
+    cache = DownloadCache(tmp_path)
+    (tmp_path / "quota.json").write_bytes(content)
+    assert cache.quota_block(datetime.now(timezone.utc)) is None
+    assert "ignoring unreadable quota state" in capsys.readouterr().err
+    assert not (tmp_path / "quota.json").exists()
+    # A real memo still blocks.
+    cache.set_quota("2999-01-01T00:00:00Z", "quota spent")
+    assert "quota spent" in cache.quota_block(datetime.now(timezone.utc))

@@ -8,6 +8,7 @@ after the quota resets) fetches only what is missing and never downloads a file 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -66,8 +67,17 @@ class DownloadCache:
         """Why downloads are still blocked by an earlier quota answer, or None (and forget it)."""
         if not self._quota_path.exists():
             return None
-        state = json.loads(self._quota_path.read_text(encoding="utf-8"))
-        reset = parse_utc(state.get("reset_time_utc"))
+        try:
+            state = json.loads(self._quota_path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError(f"a JSON object was expected, found {type(state).__name__}")
+            reset = parse_utc(state.get("reset_time_utc"))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
+            # The file is only our memo of an earlier 406; the API repeats it if the quota is still spent,
+            # so a damaged memo is forgotten (and said so) rather than stopping the scrape.
+            print(f"warning: ignoring unreadable quota state {self._quota_path}: {exc}", file=sys.stderr)
+            self._quota_path.unlink(missing_ok=True)
+            return None
         if reset is not None and reset > now:
             return f"daily download quota spent until {state['reset_time_utc']}: {state.get('message')}"
         self._quota_path.unlink()
