@@ -11,7 +11,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,14 +132,45 @@ def stage_params(name: str, cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
+def report_files(name: str, cfg: DictConfig) -> list[Path]:
+    """Where the stage writes its headline numbers: `<section>.report_dir/metrics.json` of its own
+    config sections (which `python -m src.train` redirects per job), else dvc.yaml's `metrics:`."""
+    from src.paths import resolve
+    from src.tracking_inputs import stage_metric_files
+
+    found = [resolve(cfg[s].report_dir) / "metrics.json" for s in STAGES[name].sections
+             if isinstance(cfg[s], DictConfig) and cfg[s].get("report_dir")]
+    return found or [resolve(p) for p in stage_metric_files(name)]
+
+
+def declared_params(name: str) -> dict[str, Any]:
+    """The stage's params as params.yaml has them (what dvc.yaml's dep paths go with), {} without it."""
+    try:
+        return stage_params(name, load_config())
+    except (InputError, KeyError, OSError):
+        return {}
+
+
 def execute_stage(
     name: str,
     cfg: DictConfig,
     fn: Callable[[DictConfig, StageRun], None] | None = None,
     run_name: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> StageSummary:
-    """Run stage `name` on a validated config inside an MLflow run; return its summary."""
-    from src.tracking import is_global_zero, start_run
+    """Run stage `name` on a validated config inside an MLflow run; return its summary.
+
+    The run is named after what ran (`stage · model preset · recipe · overrides or DVC experiment`,
+    unless `run_name` is given), tagged with the pipeline run it belongs to and its params hash
+    (src/tracking_pipeline.py), given the stage's data deps as dataset inputs, and ends with the
+    stage's metrics.json as `key.*` metrics."""
+    from src.tracking import (
+        is_global_zero,
+        key_metrics,
+        log_stage_inputs,
+        stage_identity,
+        start_run,
+    )
 
     cfg = load_config(cfg)
     fn = fn or STAGES[name].load()
@@ -149,15 +180,20 @@ def execute_stage(
     run = StageRun(name, cfg, tracking_active=tracking_on)
     started = time.perf_counter()
     if tracking_on:
+        params = stage_params(name, cfg)
+        sections = STAGES[name].sections
+        named, tags = stage_identity(name, cfg, params, sections, overrides)
         start_run(
             experiment=f"{tracking.experiment_prefix}{name}",
-            run_name=run_name,
-            params=stage_params(name, cfg),
-            tags={"stage": name},
+            run_name=run_name or named,
+            params=params,
+            tags=tags,
             uri=tracking.uri,
         )
         # The whole composed config, so any run (a sweep point, say) can be rerun exactly.
         run.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+        log_stage_inputs(name, declared_params(name), params,
+                         context="training" if "trainer" in sections else "source")
     status = "FAILED"
     try:
         fn(cfg, run)
@@ -169,6 +205,8 @@ def execute_stage(
             import mlflow
 
             run.log_metrics(run.summary.metrics())
+            if status == "FINISHED":
+                run.log_metrics(key_metrics(report_files(name, cfg), run.summary.timings))
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "summary.json"
                 path.write_text(json.dumps(run.summary.to_dict(), indent=2, ensure_ascii=False))

@@ -7,19 +7,43 @@ when DVC runs us in a temporary copy, so `dvc exp run --temp/--queue` runs land 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from src.errors import InputError
 from src.paths import PROJECT_ROOT, main_checkout_root
+from src.tracking_inputs import log_input_files, log_stage_inputs
+from src.tracking_pipeline import (
+    DVC_EXP_ENV,
+    DVC_EXP_TAG,
+    OVERRIDES_TAG,
+    PARAMS_HASH_TAG,
+    PIPELINE_TAG,
+    PRESET_TAG,
+    STAGE_TAG,
+    current_pipeline_run_id,
+    params_hash,
+    run_name,
+)
+
+__all__ = ["current_pipeline_run_id", "log_input_files", "log_stage_inputs", "producing_runs"]
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 MAX_PARAMS_PER_BATCH = 100
 # Set by torchrun, SLURM and Lightning's own DDP launcher in every process but the first.
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
 MAX_PARAM_VALUE_CHARS = 6000
+# The experiment tag MLflow 3.x's UI reads to choose an experiment's landing page (its JS bundle
+# compares the tag `mlflow.experimentKind` with "custom_model_development" and "genai_development").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def is_global_zero() -> bool:
@@ -66,14 +90,20 @@ def _quiet_mlflow() -> None:
 
 
 def get_or_create_experiment(name: str) -> str:
+    """The experiment's id, created if needed; either way marked as model development, so the
+    MLflow UI (3.x) opens it on its runs table rather than on the GenAI traces overview."""
     import mlflow
 
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        # Experiments made before the tag existed; a kind a user set by hand is kept.
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     uri = mlflow.get_tracking_uri()
     location = artifact_root() if uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(name, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def start_run(
@@ -104,3 +134,98 @@ def log_params(params: Mapping[str, Any]) -> None:
     items = [(k, str(v)[:MAX_PARAM_VALUE_CHARS]) for k, v in params.items()]
     for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
         mlflow.log_params(dict(items[i : i + MAX_PARAMS_PER_BATCH]))
+
+
+def stage_identity(stage: str, cfg: DictConfig, params: Mapping[str, Any], sections: Sequence[str],
+                   overrides: Sequence[str] = ()) -> tuple[str, dict[str, str]]:
+    """The run name and the tags that let the UI group, search and compare stage runs: the pipeline
+    run they belong to, the stage, the model preset, the params hash, the DVC experiment name."""
+    preset = str(cfg.model.name) if "model" in sections and "model" in cfg else None
+    own = cfg.get(stage) if stage in cfg else None
+    section_name = str(own.get("name")) if own is not None and hasattr(own, "get") and own.get("name") else None
+    exp_name = os.environ.get(DVC_EXP_ENV) or None
+    tags = {PIPELINE_TAG: current_pipeline_run_id(), STAGE_TAG: stage, PARAMS_HASH_TAG: params_hash(params)}
+    if preset:
+        tags[PRESET_TAG] = preset
+    if exp_name:
+        tags[DVC_EXP_TAG] = exp_name
+    if overrides:
+        tags[OVERRIDES_TAG] = " ".join(overrides)[:MAX_PARAM_VALUE_CHARS]
+    return run_name(stage, preset, section_name, overrides, exp_name), tags
+
+
+def flat_numbers(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a (nested) report as `a.b` keys; null, text and lists are not metrics."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flat_numbers(value, f"{prefix}{key}."))
+        elif isinstance(value, (bool, int, float)) and value == value:  # NaN is no final number
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def key_metrics(report_files: Sequence[Path], timings: Mapping[str, float]) -> dict[str, float]:
+    """The stage's headline numbers under stable names: every number of its metrics.json as
+    `key.<name>` (e.g. key.val_loss, key.val_bpb, key.best_val_loss) plus `key.tokens_per_s` from the
+    summary's timings, so the UI's runs table and charts compare any two runs of a stage by name."""
+    out: dict[str, float] = {}
+    for path in report_files:
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: not JSON ({exc})") from None
+            if isinstance(data, Mapping):
+                out.update({f"key.{k}": v for k, v in flat_numbers(data).items()})
+    if "tokens_per_s" in timings:
+        out["key.tokens_per_s"] = float(timings["tokens_per_s"])
+    return out
+
+
+def _newest_finished(client, experiment_id: str, tag: str, value: str) -> str | None:  # noqa: ANN001
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def producing_runs(stages: Sequence[str], pipeline_run_id: str | None = None, *,
+                   cfg: DictConfig | None = None) -> dict[str, str | None]:
+    """For each stage, the MLflow run that made its current outputs, or None when none can be told.
+
+    The rule, per stage (in the experiment `<tracking.experiment_prefix><stage>`, FINISHED runs only,
+    newest first):
+    1. a run tagged with this pipeline run's `pipeline.run_id` (default: `current_pipeline_run_id()`):
+       the stage ran in this same `dvc repro` / `dvc exp run`;
+    2. else a run whose `params.hash` equals the hash of the stage's params in `cfg`: DVC skipped the
+       stage because its params (and code and inputs) were unchanged, so its outputs came from the
+       latest run with these params;
+    3. else None (no run with these params is in the store: it was made elsewhere, or before runs
+       were tagged), never a guess.
+    `cfg` defaults to params.yaml (what `dvc repro` runs); it also names the store (`tracking.uri`).
+    """
+    from mlflow import MlflowClient
+
+    from src.config import load_config
+    from src.stage import stage_params
+
+    cfg = load_config() if cfg is None else cfg
+    client = MlflowClient(tracking_uri(cfg.tracking.uri))
+    pipeline_run_id = pipeline_run_id or current_pipeline_run_id()
+    found: dict[str, str | None] = {}
+    for stage in stages:
+        experiment = client.get_experiment_by_name(f"{cfg.tracking.experiment_prefix}{stage}")
+        if experiment is None:
+            found[stage] = None
+            continue
+        run_id = _newest_finished(client, experiment.experiment_id, PIPELINE_TAG, pipeline_run_id)
+        if run_id is None:
+            try:
+                wanted = params_hash(stage_params(stage, cfg))
+            except KeyError:  # not a pipeline stage, or its sections are absent from cfg
+                wanted = None
+            if wanted:
+                run_id = _newest_finished(client, experiment.experiment_id, PARAMS_HASH_TAG, wanted)
+        found[stage] = run_id
+    return found

@@ -21,8 +21,8 @@ from src.pipeline import STAGES
 # They decide neither what a stage reads nor what it writes (its parameter values reach it through
 # params.yaml, which DVC tracks per stage as `params`), so they are not followed: listing them would
 # rerun every stage on any edit there. Config *sections* imported by stage code are followed.
-RUNNER_MODULES = frozenset({"src.stage", "src.tracking", "src.pipeline", "src.config",
-                            "src.config.schema", "src.config.__main__"})
+RUNNER_MODULES = frozenset({"src.stage", "src.tracking", "src.tracking_inputs", "src.tracking_pipeline",
+                            "src.pipeline", "src.config", "src.config.schema", "src.config.__main__"})
 
 
 def module_file(name: str) -> Path | None:
