@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +80,14 @@ class MarkovModel:
         self.meta = meta
         # every piece's UTF-8 bytes in one buffer (PAD and BOS empty, EOS a newline), for texts()
         encoded = [b"", b"", b"\n"] + [p.encode("utf-8") for p in vocab[len(RESERVED):]]
-        self._piece_len = np.array([len(b) for b in encoded], dtype=np.int64)
-        self._piece_off = np.concatenate([[0], np.cumsum(self._piece_len)[:-1]]).astype(np.int64)
         self._piece_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        lengths = np.array([len(b) for b in encoded], dtype=np.int64)
+        # 32-bit byte positions while the vocabulary's bytes allow (a batch of lines is far smaller)
+        index = np.int32 if len(self._piece_bytes) < 2**30 else np.int64
+        self._piece_span = np.empty(len(encoded), dtype=[("offset", index), ("size", index)])
+        self._piece_span["offset"] = np.cumsum(lengths) - lengths
+        self._piece_span["size"] = lengths
+        self._spaced = np.array([b.startswith(b" ") for b in encoded], dtype=bool)
         uni = np.zeros(len(vocab), dtype=np.int64)
         n_uni = forward.state_choices[0]
         uni[forward.next_ids[:n_uni]] = np.diff(forward.cum_end[:n_uni], prepend=0)
@@ -149,47 +154,79 @@ class MarkovModel:
         rows = n + n // 2  # room for repeats and lines cut at max_pieces: one round mostly does
         for _ in range(rounds):
             n_seeded = int(round(rows * seeded_share)) if words else 0
-            pieces, seeds = self._seeded(n_seeded, words, weights, rng, max_pieces)
-            more, _ = self._from_start(rows - n_seeded, rng, max_pieces)
+            flat, seeds = self._walk_lines(n_seeded, rows - n_seeded, words, weights, rng, max_pieces)
             before = len(found)
-            for text, word in zip(self.texts(pieces) + self.texts(more), seeds + [None] * len(more),
-                                  strict=True):
-                if text and text not in found:
-                    found[text] = word
-                    if len(found) == n:
-                        return Candidates(list(found), list(found.values()))
+            # the first line of each text wins, in order (setdefault driven by deque: a C loop)
+            deque(map(found.setdefault, self._decode(flat), seeds), maxlen=0)
+            found.pop("", None)
+            if len(found) >= n:
+                return Candidates(list(found)[:n], list(found.values())[:n])
             # the next round sized by this one's yield of new lines
             rows = int((n - len(found)) * 1.2 * rows / max(len(found) - before, rows / 20)) + 16
         return Candidates(list(found), list(found.values()))
 
     def texts(self, pieces: np.ndarray) -> list[str]:
-        """The lines of `pieces` ([B, L] ids, EOS at and after each line's end), all decoded at once:
-        their bytes gathered into one buffer with a newline per line end, then split."""
+        """The lines of `pieces` ([B, L] ids, EOS at and after each line's end; PAD skipped)."""
         if len(pieces) == 0:
             return []
         is_end = pieces == EOS
         if not is_end.any(axis=1).all():
             raise ValueError("texts() takes finished lines only (an EOS in every row)")
-        # each line's pieces up to its first EOS (a newline), PAD left out, in reading order
         keep = (np.arange(pieces.shape[1]) <= is_end.argmax(axis=1)[:, None]) & (pieces != PAD)
-        flat = pieces[keep]
-        sizes = self._piece_len[flat]
-        starts = np.repeat(self._piece_off[flat] - (np.cumsum(sizes) - sizes), sizes)
-        data = self._piece_bytes[starts + np.arange(int(sizes.sum()))].tobytes().decode("utf-8")
-        return [line.strip() for line in data.split("\n")[:len(pieces)]]
+        return self._decode(pieces[keep])
 
-    def _from_start(self, rows: int, rng: np.random.Generator,
-                    max_pieces: int) -> tuple[np.ndarray, list[str | None]]:
-        if rows <= 0:
-            return np.zeros((0, max_pieces), np.int32), []
-        start = self.forward.states(np.full((1, self.order), BOS, dtype=np.int32), self.min_choices)
-        pieces, lengths = self.forward.walk(np.repeat(start, rows), max_pieces, rng)
-        return pieces[lengths >= 0], [None] * int((lengths >= 0).sum())
+    def _decode(self, flat: np.ndarray) -> list[str]:
+        """The lines of `flat` (piece ids, each line ended by EOS), all decoded at once: their bytes
+        gathered into one buffer with a newline per line end, then split."""
+        span = self._piece_span.take(flat)
+        sizes = span["size"]
+        if not sizes.all():  # PAD and BOS spell nothing
+            span = span[sizes > 0]
+            sizes = span["size"]
+        if len(span) == 0:
+            return []
+        # Byte j of the output is piece_bytes[src[j]], src running up by one within a piece and
+        # jumping to the next piece's offset at its first byte: a cumulative sum of ones with the
+        # jumps written in (cheaper than repeating every piece's offset over its bytes).
+        ends = np.cumsum(sizes, dtype=np.int64)
+        offsets = span["offset"]
+        index = np.int32 if ends[-1] < 2**31 and offsets.dtype == np.int32 else np.int64
+        jump = np.ones(int(ends[-1]), dtype=index)
+        jump[0] = offsets[0]
+        jump[ends[:-1]] = offsets[1:] - offsets[:-1] - sizes[:-1] + 1
+        data = self._piece_bytes.take(np.cumsum(jump, dtype=index)).tobytes().decode("utf-8")
+        lines = data.split("\n")[:-1]
+        # only a line that begins with a spaced piece needs stripping (a seed at the line start)
+        return list(map(str.strip, lines)) if self._spaced.take(flat[1:][flat[:-1] == EOS]).any() \
+            or self._spaced[flat[0]] else lines
 
-    def _seeded(self, rows: int, words: list[str], weights: np.ndarray, rng: np.random.Generator,
-                max_pieces: int) -> tuple[np.ndarray, list[str | None]]:
+    def _walk_lines(self, n_seeded: int, n_start: int, words: list[str], weights: np.ndarray,
+                    rng: np.random.Generator, max_pieces: int) -> tuple[np.ndarray, list[str | None]]:
+        """The pieces of up to `n_seeded` lines grown from `words` and `n_start` from line starts,
+        each line ended by EOS, and the word each grew from (None: a line start). The forward walks
+        of both kinds run as one (a walk's cost is mostly per step, not per row)."""
+        back, back_len, start, which, first = self._grow_back(n_seeded, words, weights, rng, max_pieces)
+        bos = self.forward.states(np.full((1, self.order), BOS, dtype=np.int32), self.min_choices)
+        fwd, fwd_len = self.forward.walk(np.concatenate([first, np.repeat(bos, n_start)]), max_pieces, rng)
+        column = np.arange(max_pieces)
+        k = len(start)
+        # seeded rows: the backward pieces reversed, the seed, the forward ones and EOS, the masks
+        # keeping each row's own pieces in reading order (an unfinished row keeps nothing)
+        ok = fwd_len[:k] >= 0
+        lines = np.concatenate([back[ok, ::-1], start[ok, None], fwd[:k][ok]], axis=1)
+        keep = np.concatenate([column[::-1] < back_len[ok, None], np.ones((int(ok.sum()), 1), bool),
+                               column <= fwd_len[:k][ok, None]], axis=1)
+        flat = np.concatenate([lines[keep], fwd[k:][column <= fwd_len[k:, None]]])
+        return flat, [words[i] for i in which[ok]] + [None] * int((fwd_len[k:] >= 0).sum())
+
+    def _grow_back(self, rows: int, words: list[str], weights: np.ndarray, rng: np.random.Generator,
+                   max_pieces: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Seeds for `rows` lines and the walks from each back to a line start: the backward pieces
+        ([B, max_pieces], nearest the seed first) and their number, the seed piece, the index of its
+        word and the forward state after it. Rows that reach no line start are dropped."""
         if rows <= 0 or not words:
-            return np.zeros((0, 2 * max_pieces + 1), np.int32), []
+            none = np.zeros(0, np.int64)
+            return np.zeros((0, max_pieces), np.int32), none, none.astype(np.int32), none, none
         which = rng.choice(len(words), size=rows, p=weights / weights.sum())
         # a spelling of each row's word, as often as the corpus uses it: all words' spellings in
         # one array, each word's cumulative shares running from its index to index + 1
@@ -205,19 +242,16 @@ class MarkovModel:
         seeds, row_seed = np.unique(start, return_inverse=True)
         ctx = np.full((len(seeds), self.order), PAD, dtype=np.int32)
         ctx[:, -1] = seeds
-        first = self.backward.states(ctx, self.min_choices)[row_seed]
-        back, back_len = self.backward.walk(first, max_pieces, rng)
+        back, back_len = self.backward.walk(self.backward.states(ctx, self.min_choices)[row_seed],
+                                            max_pieces, rng)
+        ok = back_len >= 0  # a line whose start was not reached needs no forward walk
+        back, back_len, start, which = back[ok], back_len[ok], start[ok], which[ok]
         # the forward key: line start padding, the backward pieces in reading order, the seed
-        fwd_ctx = np.full((rows, self.order), BOS, dtype=np.int32)
+        fwd_ctx = np.full((len(start), self.order), BOS, dtype=np.int32)
         fwd_ctx[:, -1] = start
         for j in range(1, min(self.order, max_pieces + 1)):  # back[:, j-1]: jth piece before the seed
             fwd_ctx[:, -1 - j] = np.where(j - 1 < back_len, back[:, j - 1], BOS)
-        fwd, fwd_len = self.forward.walk(self.forward.states(fwd_ctx, self.min_choices), max_pieces, rng)
-        ok = (back_len >= 0) & (fwd_len >= 0)
-        # one row per line: the backward pieces reversed (PAD before them), the seed, the forward ones
-        back_rev = np.where(back == EOS, PAD, back)[ok, ::-1]
-        lines = np.concatenate([back_rev, start[ok, None], fwd[ok]], axis=1)
-        return lines, [words[i] for i in which[ok]]
+        return back, back_len, start, which, self.forward.states(fwd_ctx, self.min_choices)
 
     # --- artifact ------------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> None:

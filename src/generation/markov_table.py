@@ -55,18 +55,23 @@ class Table:
         self._prepare_draws()
 
     def _prepare_draws(self) -> None:
-        # One entry per unit of count mass holding the transition's piece and destination: a draw
-        # is two gathers, not a search (8 bytes x pieces x (order + 2); derived here, not stored).
+        # One record per unit of count mass holding the transition's piece and destination, and one
+        # per state holding where its mass starts and how much it has: a draw is two gathers, not
+        # a search (8 bytes x pieces x (order + 2); derived here, not stored). Records, not parallel
+        # arrays, because each gather of a random row costs a cache miss whatever its width.
         # 32-bit where the counts allow it: smaller arrays gather faster.
         counts = np.diff(self.cum_end, prepend=0)
         mass = int(self.cum_end[-1]) if len(self.cum_end) else 0
         index = np.int32 if mass < 2**31 and len(self.state_total) < 2**31 else np.int64
-        self.slot_next = np.repeat(self.next_ids, counts)
-        self.slot_dest = np.repeat(self.dest.astype(index), counts)
-        self._base = self.state_base.astype(index)
         # float32 draws are exact enough while no state's count passes 2**24
-        self._real = np.float32 if int(self.state_total.max(initial=0)) < 2**24 else np.float64
-        self._total = self.state_total.astype(self._real)
+        real = np.float32 if int(self.state_total.max(initial=0)) < 2**24 else np.float64
+        self._index, self._real = index, real
+        self._slot = np.empty(mass, dtype=[("next", np.int32), ("dest", index)])
+        self._slot["next"] = np.repeat(self.next_ids, counts)
+        self._slot["dest"] = np.repeat(self.dest, counts)
+        self._state_draw = np.empty(len(self.state_total), dtype=[("base", index), ("total", real)])
+        self._state_draw["base"] = self.state_base
+        self._state_draw["total"] = self.state_total
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"next_ids": self.next_ids, "cum_end": self.cum_end, "dest": self.dest,
@@ -182,20 +187,27 @@ class Table:
         """Continue from each of `states` up to `max_pieces` pieces or its line end. Returns the
         pieces ([B, max_pieces]; EOS from a row's end on) and each row's length (-1: no end)."""
         rows = len(states)
-        out = np.full((rows, max_pieces), EOS, dtype=np.int32)
-        s = states.astype(self._base.dtype)
-        live = np.arange(rows)  # rows still writing (finished ones are dropped every few steps)
+        # step-major, so that each step writes one contiguous row; transposed on return
+        out = np.full((max_pieces, rows), EOS, dtype=np.int32)
+        s = states.astype(self._index)
+        live: np.ndarray | None = None  # rows still writing, once finished ones have been dropped
         for step in range(max_pieces):
+            draw = self._state_draw.take(s)
             u = rng.random(len(s), dtype=self._real)
-            mass = self._base[s] + (u * self._total[s]).astype(self._base.dtype)
-            out[live, step] = self.slot_next[mass]
-            s = self.slot_dest[mass]
-            if step % 4 == 3:
+            slot = self._slot.take(draw["base"] + (u * draw["total"]).astype(self._index))
+            if live is None:
+                out[step] = slot["next"]
+            else:
+                out[step, live] = slot["next"]
+            s = slot["dest"]
+            if step % 4 == 3:  # drop finished rows every few steps: a check costs a pass too
                 going = s != self.absorbing
                 if not going.all():
-                    live, s = live[going], s[going]
-                    if len(live) == 0:
+                    live = np.flatnonzero(going) if live is None else live[going]
+                    s = s[going]
+                    if len(s) == 0:
                         break
-        is_end = out == EOS
-        lengths = np.where(is_end.any(axis=1), is_end.argmax(axis=1), -1)
-        return out, lengths
+        # a finished row holds EOS from its end on (the absorbing state writes nothing else), so
+        # its length is its count of other pieces; an unfinished one has no EOS in its last column
+        lengths = np.where(out[-1] == EOS, (out != EOS).sum(axis=0), -1) if max_pieces else np.full(rows, -1)
+        return np.ascontiguousarray(out.T), lengths
