@@ -43,6 +43,7 @@ from src.training.pretrain import (
     set_torch_globals,
     world_size,
 )
+from src.training.reranker_init import copy_weights, encoder_config, read_init_checkpoint
 from src.training.reranker_metrics import ranking_groups
 from src.training.reranker_module import (
     PairDataModule,
@@ -80,8 +81,9 @@ def read_samples(path: Any) -> tuple[PairSplit, PairSplit, dict[str, list]]:
     return make(train), make(splits["val"]), splits["val"]
 
 
-def build_cross_encoder(p: DictConfig) -> tuple[torch.nn.Module, str, int]:
-    """(model, tokenizer sha256 or "", the longest pair in tokens)."""
+def build_cross_encoder(p: DictConfig, run: StageRun | None = None) -> tuple[torch.nn.Module, str, int]:
+    """(model, tokenizer sha256 or "", the longest pair in tokens); `own` starts from
+    `reranker.init_from` when set (src/training/reranker_init.py)."""
     if p.backbone == "hf":
         source = resolve(p.hf_dir)
         if not (source / "config.json").is_file():
@@ -102,8 +104,19 @@ def build_cross_encoder(p: DictConfig) -> tuple[torch.nn.Module, str, int]:
     elif config["vocab_size"] < tokenizer.vocab_size:
         raise PretrainConfigError(f"reranker.model.vocab_size={config['vocab_size']} is smaller than the "
                                   f"tokenizer's {tokenizer.vocab_size}; set it to 0 to follow the tokenizer")
+    init = None
+    if p.init_from:
+        path = resolve(p.init_from)
+        checkpoint_model, state = read_init_checkpoint(path, p.tokenizer_dir)
+        config = encoder_config(checkpoint_model, config, tokenizer.vocab_size, path)
+        init = (path, state)
     model = OwnCrossEncoder(config, p.pooling)
     model.attach_tokenizer(tokenizer)
+    if init is not None:
+        report = copy_weights(model.encoder, init[1])
+        if run is not None:
+            run.summary.notes.extend(report.notes(init[0]))
+            run.summary.add("read", "init_tensors_copied", len(report.copied))
     return model, tokenizer.sha256, int(config["block_size"])
 
 
@@ -137,14 +150,15 @@ def reranker(cfg: DictConfig, run: StageRun) -> None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     samples = resolve(p.data_dir) / SAMPLES_FILE
     train, val, val_cols = read_samples(samples)
-    model, tokenizer_sha, max_tokens = build_cross_encoder(p)
+    model, tokenizer_sha, max_tokens = build_cross_encoder(p, run)
     pos_weight = positive_weight(p, train.labels, run)
     world = world_size(t)
     identity = {
         "seed": cfg.seed, "world_size": world,
         "reranker": {k: v for k, v in OmegaConf.to_container(p, resolve=True).items()
                      if k not in RERANKER_NOT_IDENTITY_KEYS},
-        "data": {"samples_sha256": file_sha256(samples), "tokenizer_sha256": tokenizer_sha},
+        "data": {"samples_sha256": file_sha256(samples), "tokenizer_sha256": tokenizer_sha,
+                 "init_sha256": file_sha256(resolve(p.init_from)) if p.init_from and p.backbone == "own" else ""},
     }
     recipe = {k: v for k, v in OmegaConf.to_container(p, resolve=True).items() if k in RECIPE_KEYS}
     module = RerankerModule(model, recipe, OmegaConf.to_container(t, resolve=True), p.tokenizer_dir,
@@ -156,7 +170,7 @@ def reranker(cfg: DictConfig, run: StageRun) -> None:
     val_batch = p.val_batch_size or batch.micro_batch_size
     datamodule = PairDataModule(train, val, model, batch.micro_batch_size, val_batch, p.val_batches, cfg.seed)
     groups = ranking_groups(val_cols["context"], val_cols["candidate"], val.labels, val_cols["file_id"],
-                            val_cols["language"], p.rank_k, cfg.seed)
+                            val_cols["language"], p.rank_k, cfg.seed, kinds=val.kinds)
     if p.rank_max_groups and len(groups) > p.rank_max_groups:
         run.summary.notes.append(f"ranking metrics on {p.rank_max_groups} of {len(groups)} val positives "
                                  "(reranker.rank_max_groups)")

@@ -3,15 +3,18 @@
 - Classification over the val samples: accuracy at probability 0.5, ROC AUC, average precision, and
   the AUC of the positives against each negative kind alone (`auc_swap`, ...).
 - Ranking: for each val positive, its true next line among k candidates: itself, the first line of
-  its own context when there are two or more (the line the swap negatives put last), and lines of
-  val samples from other files or works of the same language. MRR@k and hit@1 over those groups.
+  its own context when there are two or more (the line the swap negatives put last), then, when the
+  sample kinds are given, the candidates of val negatives of every other kind present (taken in turn:
+  two_ahead, other_file, markov, ...), then true next lines of other val samples, all from other
+  files or works of the same language. So a Markov kind in the samples puts Markov lines into every group. MRR@k and
+  hit@1 over those groups.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,32 +43,57 @@ def classification_metrics(labels: Sequence[int], scores: Sequence[float], kinds
 class RankingGroup:
     context: str
     candidates: list[str]  # the true next line first
+    kinds: list[str] = field(default_factory=list)  # where each candidate came from ("positive" first)
 
 
 def ranking_groups(contexts: Sequence[str], candidates: Sequence[str], labels: Sequence[int],
                    file_ids: Sequence[str], languages: Sequence[str], k: int, seed: int,
-                   separator: str = " | ") -> list[RankingGroup]:
-    """One group per positive sample that gets at least one distractor (see the module docstring)."""
+                   separator: str = " | ", kinds: Sequence[str] | None = None) -> list[RankingGroup]:
+    """One group per positive sample that gets at least one distractor (see the module docstring).
+    Without `kinds`, the distractors past the swap line are val lines of other files only."""
     rng = random.Random(seed)
-    pool: dict[str, list[tuple[str, str]]] = {}
-    for cand, f, lang in zip(candidates, file_ids, languages, strict=True):
-        pool.setdefault(lang, []).append((f, cand))
+    kinds = list(kinds) if kinds is not None else ["line"] * len(labels)
+    lines: dict[str, list[tuple[str, str]]] = {}  # language -> (file, candidate) of every val sample
+    by_kind: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (language, negative kind) -> the same
+    for cand, f, lang, label, kind in zip(candidates, file_ids, languages, labels, kinds, strict=True):
+        lines.setdefault(lang, [])
+        if label == 1 or kind == "line":  # with kinds known, only true lines (no generated ones) fill up
+            lines[lang].append((f, cand))
+        else:
+            by_kind.setdefault((lang, kind), []).append((f, cand))
     groups = []
     for ctx, cand, label, f, lang in zip(contexts, candidates, labels, file_ids, languages, strict=True):
         if label != 1:
             continue
-        lines = ctx.split(separator)
-        distractors = [lines[0]] if len(lines) >= 2 and lines[0] != cand else []
-        others = [c for g, c in pool[lang] if g != f and c != cand]
-        rng.shuffle(others)
-        for c in others:
-            if len(distractors) >= k - 1:
+        first = ctx.split(separator)[0]
+        picked = [(first, "swap")] if separator in ctx and first != cand else []
+        # the negative kinds in turn (swap only when the context gave no swap line), then any val line
+        sources = [(kind, pool) for (lg, kind), pool in sorted(by_kind.items())
+                   if lg == lang and not (kind == "swap" and picked)]
+        sources = [(kind, _shuffled(rng, pool, f, cand)) for kind, pool in sources]
+        rest = iter(_shuffled(rng, lines[lang], f, cand))
+        while len(picked) < k - 1 and sources:
+            for kind, pool in list(sources):
+                taken = next((c for c in pool if c not in {p for p, _ in picked}), None)
+                if taken is None:
+                    sources.remove((kind, pool))
+                elif len(picked) < k - 1:
+                    picked.append((taken, kind))
+        for c in rest:
+            if len(picked) >= k - 1:
                 break
-            if c not in distractors:
-                distractors.append(c)
-        if distractors:
-            groups.append(RankingGroup(ctx, [cand, *distractors]))
+            if c not in {p for p, _ in picked}:
+                picked.append((c, "other_file"))
+        if picked:
+            groups.append(RankingGroup(ctx, [cand, *(c for c, _ in picked)], ["positive", *(k_ for _, k_ in picked)]))
     return groups
+
+
+def _shuffled(rng: random.Random, pool: list[tuple[str, str]], file_id: str, true_line: str) -> list[str]:
+    """The pool's candidates from files other than `file_id`, not equal to the true line, shuffled."""
+    out = [c for g, c in pool if g != file_id and c != true_line]
+    rng.shuffle(out)
+    return out
 
 
 def ranking_metrics(group_scores: Sequence[np.ndarray], k: int) -> dict[str, float]:

@@ -51,3 +51,34 @@ def test_ranking_groups_take_distractors_from_other_files_and_the_context() -> N
     assert "a5" not in first.candidates  # same file: never a distractor
     assert set(first.candidates[2:]) <= {"b2", "c4"}
     assert all(len(g.candidates) <= 4 for g in groups)
+
+
+def test_ranking_groups_take_every_negative_kind_present() -> None:
+    # two positives (files A, B) and val negatives of three kinds; the markov lines must reach the groups
+    contexts = ["a1 | a2", "b1", "x1", "y1 | y2", "z1"]
+    candidates = ["a3", "b2", "the the cat", "y0", "z9"]
+    labels = [1, 1, 0, 0, 0]
+    files = ["A", "B", "X", "Y", "Z"]
+    kinds = ["positive", "positive", "markov", "swap", "other_file"]
+    groups = ranking_groups(contexts, candidates, labels, files, ["en"] * 5, k=5, seed=0, kinds=kinds)
+    assert len(groups) == 2
+    a, b = groups
+    # A: its own swap line, then one line of each other negative kind, then B's true line
+    assert a.candidates == ["a3", "a1", "the the cat", "z9", "b2"]
+    assert a.kinds == ["positive", "swap", "markov", "other_file", "other_file"]
+    # B has a one-line context: the swap kind comes from the swap negatives of other files
+    assert b.candidates[0] == "b2" and set(b.candidates[1:]) == {"the the cat", "y0", "z9", "a3"}
+    assert sorted(b.kinds[1:4]) == ["markov", "other_file", "swap"]
+    # without kinds: the old rule, any val line of another file (markov lines only by chance)
+    plain = ranking_groups(contexts, candidates, labels, files, ["en"] * 5, k=3, seed=0)
+    assert plain[0].candidates[:2] == ["a3", "a1"] and len(plain[0].candidates) == 3
+
+
+def test_ranking_groups_never_mix_languages_or_reuse_the_file() -> None:
+    contexts = ["a1", "a2", "p1", "q1"]
+    candidates = ["a9", "a8", "п2", "q9"]
+    labels = [1, 0, 0, 0]
+    files = ["A", "A", "P", "Q"]
+    kinds = ["positive", "markov", "markov", "other_file"]
+    groups = ranking_groups(contexts, candidates, labels, files, ["en", "en", "ru", "en"], k=8, seed=1, kinds=kinds)
+    assert [g.candidates for g in groups] == [["a9", "q9"]]  # a8: same file; п2: another language

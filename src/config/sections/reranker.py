@@ -35,6 +35,10 @@ class RerankerConfig(PretrainConfig):
     pooling: str = "mean"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="reranker_tiny", block_size=128))
     hf_dir: str = ""
+    # own: start the encoder from this pretrain/SFT (or own-reranker) checkpoint of the same tokenizer
+    # instead of from scratch; its architecture replaces `model` but for block_size and dropout
+    # (src/training/reranker_init.py). "" = from scratch
+    init_from: str = ""
     hf_max_length: int = 256
     # weight of the positive class in the loss: -1 = n_negative / n_positive of the train split when
     # that differs from 1 by more than 10%, else 1
@@ -57,6 +61,8 @@ class RerankerConfig(PretrainConfig):
                                   "val_batches": at_least(0)})
         if p.get("pos_weight") is not None and p["pos_weight"] != -1 and p["pos_weight"] <= 0:
             out.append(("pos_weight", f"must be > 0 or -1 (auto), got {p['pos_weight']}"))
+        if p.get("backbone") == "hf" and p.get("init_from"):
+            out.append(("init_from", "starts the own backbone only; backbone=hf fine-tunes hf_dir as it is"))
         if p.get("backbone") == "hf" and not p.get("hf_dir"):
             out.append(("hf_dir", "must name a local Hugging Face encoder directory when backbone=hf"))
         out += [(f"model.{k}", m) for k, m in ModelConfig.problems(p["model"])]
