@@ -36,4 +36,5 @@ STAGES: dict[str, Stage] = {
     "reranker_data": Stage("src.data.reranker.build:reranker_data", ("seed", "reranker_data")),
     "reranker": Stage("src.training.reranker:reranker", ("seed", "trainer", "reranker")),
     "markov": Stage("src.generation.markov_stage:markov", ("seed", "markov", "normalize")),
+    "eval": Stage("src.eval.stage:evaluate", ("seed", "eval", "generation")),
 }

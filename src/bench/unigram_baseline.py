@@ -46,15 +46,27 @@ def token_counts(meta: TokenMeta, split: str) -> np.ndarray:
     return counts
 
 
-def unigram_score(meta: TokenMeta, alpha: float = 1.0) -> UnigramScore:
-    train, val = token_counts(meta, "train"), token_counts(meta, "val")
+def unigram_log_probs(train_counts: np.ndarray, alpha: float) -> np.ndarray:
+    """Log-probability of each id under the add-`alpha` smoothed train frequencies (-inf for an id
+    never seen in train when alpha is 0)."""
     if alpha < 0:
         raise InputError(f"--alpha must be >= 0, got {alpha}")
-    probs = (train + alpha) / (train.sum() + alpha * meta.vocab_size)
+    probs = (train_counts + alpha) / (train_counts.sum() + alpha * len(train_counts))
     with np.errstate(divide="ignore"):
-        log_probs = np.log(probs)
-    seen = val > 0
-    loss = float(-(val[seen] * log_probs[seen]).sum() / val.sum()) if val.sum() else float("nan")
+        return np.log(probs)
+
+
+def unigram_nats(log_probs: np.ndarray, counts: np.ndarray) -> float:
+    """Summed nats of a text whose ids occur `counts` times (the eval stage scores its held-out
+    text per corpus with this, the command below the whole val split)."""
+    seen = counts > 0
+    return float(-(counts[seen] * log_probs[seen]).sum())
+
+
+def unigram_score(meta: TokenMeta, alpha: float = 1.0) -> UnigramScore:
+    train, val = token_counts(meta, "train"), token_counts(meta, "val")
+    log_probs = unigram_log_probs(train, alpha)
+    loss = unigram_nats(log_probs, val) / val.sum() if val.sum() else float("nan")
     split = meta.split("val")
     return UnigramScore(meta.vocab_size, int(train.sum()), int(val.sum()), split.n_bytes, alpha, loss,
                         bits_per_byte(loss, split.tokens_per_byte), int(val[train == 0].sum()))

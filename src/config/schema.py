@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from src.config.sections.build_dialogues import BuildDialoguesConfig
 from src.config.sections.clean_librus import CleanLibrusConfig
 from src.config.sections.clean_subs import CleanSubsConfig
+from src.config.sections.eval import EvalConfig
 from src.config.sections.generation import GenerationConfig
 from src.config.sections.kto import KTOConfig
 from src.config.sections.kto_pairs import KtoPairsConfig
@@ -51,3 +52,4 @@ class RootConfig:
     reranker_data: RerankerDataConfig = field(default_factory=RerankerDataConfig)
     reranker: RerankerConfig = field(default_factory=RerankerConfig)
     markov: MarkovConfig = field(default_factory=MarkovConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
