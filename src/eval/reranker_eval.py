@@ -206,11 +206,12 @@ def build_reranking(reranker_dir: str | Path, loaded: Any | None, *, candidates:
     return Reranking(scorer, markov=markov, lm=lm, source=candidates, n=n, context_lines=context_lines)
 
 
-def _arm_metrics(arm: dict[str, list], tokenizer: Any | None, max_new_tokens: int) -> dict[str, Any]:
+def _arm_metrics(arm: dict[str, list], tokenizer: Any | None, max_new_tokens: int,
+                 thresholds: Mapping[str, Any] | None) -> dict[str, Any]:
     ids = [tokenizer.encode(t) for t in arm["text"]] if tokenizer is not None else None
     n_tokens = [len(x) for x in ids] if ids is not None else [len(words(t)) for t in arm["text"]]
     figures: dict[str, Any] = reply_metrics(arm["text"], arm["prompt"], ended=arm["ended"], n_tokens=n_tokens,
-                                            max_new_tokens=max_new_tokens, token_ids=ids)
+                                            max_new_tokens=max_new_tokens, token_ids=ids, thresholds=thresholds)
     scores = arm["score"]
     figures["mean_reranker_score"] = round(float(np.mean(scores)), SCORE_DIGITS) if scores else None
     sources = Counter(arm["source"])
@@ -222,9 +223,10 @@ def compare_best_of_n(loaded: Any | None, reranker_dir: str | Path, prompts: Seq
                       n: int, candidates: str, markov_dir: str | Path | None, seed: int,
                       params: SamplingParams | None = None, markov_generate: Any = None, context_lines: int = 6,
                       reply_share: float = 0.25, lm_batch: int = 256, device: str = "cpu",
-                      precision: str = "fp32") -> dict[str, Any]:
+                      precision: str = "fp32", thresholds: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The three arms of the module docstring on `prompts` (entries with id, language, messages).
-    Prompt i is answered with seed `seed + i`. A prompt that does not fit the model's context or
+    Prompt i is answered with seed `seed + i`. `params`: the chat model's sampling settings (the
+    generation defaults when None); `thresholds`: the failure detectors' (as for reply_metrics). A prompt that does not fit the model's context or
     gets no candidate is left out of every arm and counted in `dropped`."""
     params = params or SamplingParams()
     notes: list[str] = []
@@ -283,7 +285,7 @@ def compare_best_of_n(loaded: Any | None, reranker_dir: str | Path, prompts: Seq
         "n": n, "candidates": source, "plain_source": "lm" if loaded is not None else "markov_random_pick",
         "length_unit": "tokens" if tokenizer is not None else "words", "prompts": len(samples),
         "dropped": dict(sorted(dropped.items())), "notes": notes,
-        **{arm: _arm_metrics(a, tokenizer, max_new) for arm, a in arms.items()},
+        **{arm: _arm_metrics(a, tokenizer, max_new, thresholds) for arm, a in arms.items()},
         "samples": samples,
     }
 

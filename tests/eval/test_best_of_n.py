@@ -61,6 +61,10 @@ def test_markov_only_without_a_chat_model(files: dict[str, Path]) -> None:
     again = compare_best_of_n(None, files["rr"], PROMPTS, n=24, candidates="markov", markov_dir=files["markov"],
                               seed=0)
     assert again["samples"] == result["samples"]  # seeded: the same replies every run
+    strict = compare_best_of_n(None, files["rr"], PROMPTS, n=24, candidates="markov", markov_dir=files["markov"],
+                               seed=0, thresholds={"canned_max_words": 0})  # a reply with words is never canned
+    assert result["unranked"]["canned_rate"] > 0.0  # the defaults flag some of these replies
+    assert strict["unranked"]["canned_rate"] == 0.0 and strict["samples"] == result["samples"]
 
 
 def test_lm_candidates_and_a_plain_chat_sample(files: dict[str, Path]) -> None:
