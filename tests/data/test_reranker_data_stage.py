@@ -78,4 +78,33 @@ def test_broken_subtitles_file_is_named(tmp_path: Path) -> None:
 
 def test_config_needs_a_negative_kind(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="reranker_data.kinds"):
-        stage_cfg(tmp_path, kinds={"positive": 1.0, "swap": 0.0, "two_ahead": 0.0, "other_file": 0.0})
+        stage_cfg(tmp_path, kinds={"positive": 1.0, "swap": 0.0, "two_ahead": 0.0, "other_file": 0.0,
+                                              "markov": 0.0})
+
+
+def test_stage_makes_markov_negatives_from_train_lines(tmp_path: Path) -> None:
+    words = (["the cat", "a dog", "my friend", "the baker"], ["saw", "liked", "found", "sold"],
+             ["the red door", "a small boat", "the letter", "an apple"])
+    rows = [{"file_id": f"file{f}", "language": "en", "line_index": i, "start_ms": 1000 * i,
+             "end_ms": 1000 * i + 800, "scene": 0,
+             "text": f"{words[0][(f + i) % 4].capitalize()} {words[1][i % 4]} {words[2][(i // 4 + f) % 4]}, {f}{i}."}
+            for f in range(6) for i in range(16)]
+    pl.DataFrame(rows).write_parquet(tmp_path / "subs.parquet")
+    out: list[bytes] = []
+    for attempt in ("a", "b"):
+        cfg = load_config({"tracking": {"enabled": False}, "seed": 3, "reranker_data": {
+            "output": str(tmp_path / attempt / "samples.parquet"), "report_dir": str(tmp_path / attempt / "report"),
+            "val_share": 0.34, "subtitles": {"path": str(tmp_path / "subs.parquet"), "languages": ["en"]},
+            "literature": {"enabled": False}}})
+        summary = execute_stage("reranker_data", cfg)
+        out.append((tmp_path / attempt / "samples.parquet").read_bytes())
+    assert out[0] == out[1]  # deterministic given the seed
+    table = pl.read_parquet(tmp_path / "b" / "samples.parquet")
+    markov = table.filter(pl.col("kind") == "markov")
+    corpus = {r["text"] for r in rows}
+    assert markov.height > 0 and set(markov["label"]) == {0} and set(markov["candidate_file_id"]) == {"markov"}
+    assert not set(markov["candidate"]) & corpus
+    report = json.loads((tmp_path / "b" / "report" / "report.json").read_text())
+    assert report["by_kind"]["markov"] == markov.height
+    assert report["markov"]["model_lines"] == {"en": 4 * 16}  # the train files' lines only
+    assert summary.dropped["markov_copies_of_corpus_lines"] == report["markov"]["copies_dropped"]

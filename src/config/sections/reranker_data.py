@@ -8,7 +8,7 @@ from typing import Any
 
 from src.config.checks import at_least, field_problems, within
 
-SAMPLE_KINDS = ("positive", "swap", "two_ahead", "other_file")
+SAMPLE_KINDS = ("positive", "swap", "two_ahead", "other_file", "markov")
 
 
 @dataclass
@@ -36,6 +36,22 @@ class RerankerLiteratureConfig:
 
 
 @dataclass
+class RerankerMarkovConfig:
+    """The writers behind `markov` samples: one per language, learned here from the train split's
+    lines (src/data/reranker/markov_negatives.py)."""
+
+    # the longest key, in pieces (words and punctuation runs), and the backoff (see markov.*)
+    order: int = 3
+    min_choices: int = 2
+    # lines generated per sample; the first that is no corpus line is the candidate (copies are
+    # counted; a sample with none becomes a swap sample)
+    tries: int = 8
+    # the candidate grows from a word of the last this-many context lines (else from a line start)
+    seed_lines: int = 1
+    max_pieces: int = 40
+
+
+@dataclass
 class RerankerDataConfig:
     output: str = "data/reranker/samples.parquet"
     report_dir: str = "data/reports/reranker_data"
@@ -46,15 +62,20 @@ class RerankerDataConfig:
     split_salt: str = ""
     # relative number of fragments made into each kind of sample (0 = none of that kind):
     # positive (the real next line), swap (first and last line of the window exchanged),
-    # two_ahead (the line after the next), other_file (a line of another file or work)
+    # two_ahead (the line after the next), other_file (a line of another file or work), markov
+    # (a line made by a Markov writer of the train split); the negatives sum to the positives
     kinds: dict[str, float] = field(default_factory=lambda: {
-        "positive": 1.0, "swap": 0.5, "two_ahead": 0.25, "other_file": 0.25})
+        "positive": 1.0, "swap": 0.5, "two_ahead": 0.125, "other_file": 0.125, "markov": 0.25})
+    markov: RerankerMarkovConfig = field(default_factory=RerankerMarkovConfig)
     subtitles: RerankerSubtitlesConfig = field(default_factory=RerankerSubtitlesConfig)
     literature: RerankerLiteratureConfig = field(default_factory=RerankerLiteratureConfig)
 
     @staticmethod
     def problems(c: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = field_problems(c, {"max_lines": at_least(1), "val_share": within(0.0, 1.0, high_open=True)})
+        out += [(f"markov.{k}", m) for k, m in field_problems(
+            c["markov"], {"order": within(1, 8), "min_choices": at_least(1), "tries": at_least(1),
+                          "seed_lines": at_least(0), "max_pieces": at_least(1)})]
         kinds = dict(c["kinds"])
         unknown = sorted(set(kinds) - set(SAMPLE_KINDS))
         if unknown:

@@ -5,7 +5,8 @@ the direct-speech runs of the cleaned works and local texts (`src/data/dialogues
 them into samples (`samples.py`); writes `reranker_data.output` (one row per sample: context,
 candidate, label, kind, source, file_id, candidate_file_id, language, n_lines, split) and
 `report_dir/report.{json,md}` with counts by kind, source, length and split, and every line left
-out with its reason.
+out with its reason. Markov candidates (kind `markov`) come from writers this stage learns from the
+train split's lines (`markov_negatives.py`), not from the markov stage's model.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from src.atomic_io import write_json_atomic, write_parquet_atomic, write_text_at
 from src.data.dialogues.speech import speech_runs
 from src.data.dialogues.windows import subtitle_runs
 from src.data.literature import literature_texts
-from src.data.reranker.samples import KINDS, Run, Sample, build_samples, join_context
+from src.data.reranker.markov_negatives import MarkovOptions, build_samples
+from src.data.reranker.samples import KINDS, Run, Sample, join_context
 from src.errors import InputError
 from src.paths import resolve
 from src.stage import StageRun
@@ -99,6 +101,9 @@ def build_report(samples: list[Sample], extraction: dict[str, Counter[str]], cou
         "lines_used": dict(counts.lines_used),
         "lines_unused": dict(counts.lines_unused),
         "other_file_made_swap_no_donor": counts.other_file_to_swap,
+        "markov": {"made_swap": dict(sorted(counts.markov_to_swap.items())),
+                   "copies_dropped": counts.markov_copies_dropped,
+                   "model_lines": dict(sorted(counts.markov_model_lines.items()))},
         "extraction": {source: dict(sorted(c.items())) for source, c in extraction.items()},
     }
 
@@ -115,6 +120,9 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append(f"- {kind}: " + ", ".join(f"{n}: {c}" for n, c in lengths.items()))
     lines.append(f"\nother_file fragments made swap (no line of another file to pair with): "
                  f"{report['other_file_made_swap_no_donor']}\n")
+    m = report["markov"]
+    lines.append(f"markov: writers learned from train lines {m['model_lines']}; generated lines dropped as "
+                 f"copies of a corpus line: {m['copies_dropped']}; fragments made swap: {m['made_swap']}\n")
     for source, c in report["extraction"].items():
         lines.append(f"## extraction: {source}")
         lines.extend(f"- {k}: {v}" for k, v in c.items())
@@ -137,7 +145,10 @@ def reranker_data(cfg: DictConfig, run: StageRun) -> None:
                          "reranker_data.literature, or give them inputs)")
     weights = OmegaConf.to_container(c.kinds, resolve=True)
     assert isinstance(weights, dict)
-    samples, counts = build_samples(runs, weights, c.max_lines, c.val_share, cfg.seed, c.split_salt)
+    options = OmegaConf.to_container(c.markov, resolve=True)
+    assert isinstance(options, dict)
+    markov = MarkovOptions(**{str(k): v for k, v in options.items()})
+    samples, counts = build_samples(runs, weights, c.max_lines, c.val_share, cfg.seed, c.split_salt, markov)
     if not samples:
         raise InputError(f"reranker_data: {len(runs)} runs but none long enough for a sample (two lines)")
 
@@ -162,6 +173,9 @@ def record_summary(run: StageRun, report: dict[str, Any], out: Path) -> None:
         run.summary.add("wrote", key, n)
     for reason, n in report["lines_unused"].items():
         run.summary.add("dropped", f"lines_{reason}", n)
+    run.summary.add("dropped", "markov_copies_of_corpus_lines", report["markov"]["copies_dropped"])
+    for reason, n in report["markov"]["made_swap"].items():
+        run.summary.add("dropped", f"markov_made_swap_{reason}", n)
     for source, c in report["extraction"].items():
         for key, n in c.items():
             if key.startswith(("lines_dropped", "dropped_", "lines_skipped")):

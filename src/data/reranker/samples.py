@@ -12,6 +12,10 @@ fragments, and each fragment becomes exactly one sample of one kind:
 - other_file   n + 1 lines: the context, and as candidate the last line of another other_file
                fragment from a different file or work of the same split and language (label 0);
                the fragment's own last line is handed on the same way, so no line is used twice.
+- markov       n + 1 lines: the context, and as candidate a line made by a Markov writer learned
+               from the train split's lines of the fragment's language, grown from the context's
+               words where it can (label 0; `markov_negatives.py`); the real next line is used by
+               no other sample.
 
 Since every line belongs to at most one fragment, no two samples share content and a fragment used
 as a positive is never seen as a negative. The kind of each fragment follows the configured weights
@@ -26,14 +30,14 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 SEPARATOR = " | "
-KINDS = ("positive", "swap", "two_ahead", "other_file")
-LABELS = {"positive": 1, "swap": 0, "two_ahead": 0, "other_file": 0}
+KINDS = ("positive", "swap", "two_ahead", "other_file", "markov")
+LABELS = {"positive": 1, "swap": 0, "two_ahead": 0, "other_file": 0, "markov": 0}
 # Lines a fragment of n context lines takes from its run.
-EXTRA_LINES = {"positive": 1, "swap": 1, "two_ahead": 2, "other_file": 1}
+EXTRA_LINES = {"positive": 1, "swap": 1, "two_ahead": 2, "other_file": 1, "markov": 1}
 
 
 def join_context(lines: Sequence[str]) -> str:
@@ -75,6 +79,11 @@ class BuildCounts:
     lines_used: Counter[str] = field(default_factory=Counter)
     lines_unused: Counter[str] = field(default_factory=Counter)  # reason -> lines
     other_file_to_swap: int = 0  # other_file fragments with no donor of another file
+    # markov: fragments made swap (reason -> n), generated lines dropped as copies of a corpus line,
+    # and the lines each language's writer learned from
+    markov_to_swap: Counter[str] = field(default_factory=Counter)
+    markov_copies_dropped: int = 0
+    markov_model_lines: dict[str, int] = field(default_factory=dict)
 
 
 def split_of_groups(groups: Mapping[str, Iterable[str]], val_share: float, salt: str) -> dict[str, str]:
@@ -105,6 +114,7 @@ class SampleBuilder:
         self.length_counts: dict[str, Counter[int]] = defaultdict(Counter)
         self.counts = BuildCounts()
         self._pending_other: list[tuple[Sample, str]] = []  # (sample, its own last line)
+        self.pending_markov: list[tuple[Sample, str]] = []
 
     def _next_kind(self, room: int) -> str | None:
         total = sum(self.kind_counts.values()) + 1
@@ -148,6 +158,9 @@ class SampleBuilder:
             elif kind == "other_file":
                 self._pending_other.append((sample, frag[n]))
                 continue
+            elif kind == "markov":
+                self.pending_markov.append((sample, frag[n]))
+                continue
             out.append(sample)
         if room := len(lines) - i:
             self.counts.lines_unused["run_end_too_short"] += room
@@ -172,7 +185,8 @@ class SampleBuilder:
                 for sample, line in pool:
                     if surplus and sample.file_id == biggest:
                         surplus -= 1
-                        out.append(self._as_swap(sample, line))
+                        self.counts.other_file_to_swap += 1
+                        out.append(self.as_swap(sample, line))
                     else:
                         kept.append((sample, line))
                 pool = kept
@@ -187,12 +201,12 @@ class SampleBuilder:
                 out.append(sample)
         return out
 
-    def _as_swap(self, sample: Sample, own_last: str) -> Sample:
-        """An other_file fragment that found no donor, made a swap sample of its own lines."""
-        self.counts.other_file_to_swap += 1
+    def as_swap(self, sample: Sample, own_last: str) -> Sample:
+        """An other_file or markov fragment that found no candidate, made a swap sample of its own
+        lines."""
         n = sample.n_lines
-        self.kind_counts["other_file"] -= 1
-        self.length_counts["other_file"][n] -= 1
+        self.kind_counts[sample.kind] -= 1
+        self.length_counts[sample.kind][n] -= 1
         self.kind_counts["swap"] += 1
         self.length_counts["swap"][n] += 1
         lines = [*sample.context, own_last]
@@ -202,9 +216,17 @@ class SampleBuilder:
         return sample
 
 
+# (builder, runs, split of each "source:group") -> the builder's pending markov fragments, finished
+FinishMarkov = Callable[["SampleBuilder", list[Run], dict[str, str]], list[Sample]]
+
+
 def build_samples(runs: Iterable[Run], weights: Mapping[str, float], max_lines: int, val_share: float,
-                  seed: int, salt: str = "") -> tuple[list[Sample], BuildCounts]:
-    """Every sample of `runs` (see the module docstring), with the split of its file or work."""
+                  seed: int, salt: str = "", finish_markov: FinishMarkov | None = None,
+                  ) -> tuple[list[Sample], BuildCounts]:
+    """Every sample of `runs` (see the module docstring), with the split of its file or work.
+    markov fragments get their candidates from `finish_markov` (markov_negatives.build_samples
+    passes the writer; this module stays free of it, since the reranker's scoring imports it)."""
+
     runs = list(runs)
     groups: dict[str, list[str]] = defaultdict(list)
     for run in runs:
@@ -215,4 +237,8 @@ def build_samples(runs: Iterable[Run], weights: Mapping[str, float], max_lines: 
     for run in runs:
         samples.extend(builder.add_run(run, splits[f"{run.source}:{run.group}"]))
     samples.extend(builder.finish())
+    if builder.pending_markov:
+        if finish_markov is None:
+            raise ValueError("markov samples need a writer: use src.data.reranker.markov_negatives.build_samples")
+        samples.extend(finish_markov(builder, runs, splits))
     return samples, builder.counts
