@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         overrides = argv[1:]
-        execute_stage(argv[0], load_config(compose(overrides), origin=f"conf/ with overrides {overrides}"))
+        execute_stage(argv[0], load_config(compose(overrides), origin=f"conf/ with overrides {overrides}"),
+                      overrides=overrides)
     except InputError as exc:
         return exit_status(argv[0], exc)
     return 0

@@ -59,7 +59,11 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
+def artifact_root(uri: str | None = None) -> str:
+    """The artifact folder beside an sqlite store (`<dir>/mlflow.db` -> `<dir>/artifacts`), so a
+    test's temporary store keeps its artifacts with it; the checkout's mlruns/artifacts otherwise."""
+    if uri and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts").as_uri()
     return (mlruns_dir() / "artifacts").as_uri()
 
 
@@ -101,7 +105,7 @@ def get_or_create_experiment(name: str) -> str:
             mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     uri = mlflow.get_tracking_uri()
-    location = artifact_root() if uri.startswith("sqlite:") else None
+    location = artifact_root(uri) if uri.startswith("sqlite:") else None
     return mlflow.create_experiment(name, artifact_location=location,
                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 

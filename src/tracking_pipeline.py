@@ -122,8 +122,11 @@ def params_hash(params: Mapping[str, Any]) -> str:
 
 
 def shown_overrides(overrides: Iterable[str]) -> list[str]:
-    """The overrides worth naming a run after (not the tracking/Hydra plumbing)."""
-    return [o for o in overrides if not o.lstrip("+~").startswith(QUIET_OVERRIDE_PREFIXES)]
+    """The overrides worth naming a run after: not the tracking/Hydra plumbing, `~group` deletions
+    (they drop config sections the stage does not read) or paths (the run's inputs show the data;
+    all overrides are in the `run.overrides` tag)."""
+    return [o for o in overrides if not o.startswith("~") and "/" not in o.partition("=")[2]
+            and not o.lstrip("+").startswith(QUIET_OVERRIDE_PREFIXES)]
 
 
 def run_name(stage: str, preset: str | None, section_name: str | None,

@@ -65,7 +65,8 @@ def train(cfg: DictConfig) -> None:
     sys.argv[:] = USER_ARGV or sys.argv
     try:
         job = job_config(cfg)
-        execute_stage(job.task, job, run_name=HydraConfig.get().job.override_dirname or "defaults")
+        # The run is named after the stage, model and these overrides (src/tracking_pipeline.py).
+        execute_stage(job.task, job, overrides=list(HydraConfig.get().overrides.task))
     except InputError as exc:
         sys.exit(exit_status(str(cfg.get("task", "pretrain")), exc))
 

@@ -97,7 +97,8 @@ def test_params_hash_is_stable_and_sensitive() -> None:
 def test_run_name_says_what_ran() -> None:
     assert run_name("pretrain", "tiny", "sample") == "pretrain · tiny · sample"
     assert run_name("sft", "dialog48m", "sample", exp_name="exp-3f2a1") == "sft · dialog48m · sample · exp-3f2a1"
-    named = run_name("pretrain", "tiny", "sample", ["model.n_layer=2", "tracking.uri=x", "+experiment=cpu_smoke"])
+    named = run_name("pretrain", "tiny", "sample", ["model.n_layer=2", "tracking.uri=x", "~markov", "pretrain.data_dir=/tmp/t",
+                                                   "+experiment=cpu_smoke"])
     assert named == "pretrain · tiny · sample · model.n_layer=2,+experiment=cpu_smoke"
     assert run_name("clean_subs", None, None) == "clean_subs"
     assert run_name("scrape_librus", None, "???") == "scrape_librus"
@@ -209,7 +210,9 @@ def test_stage_runs_are_named_tagged_and_linked(monkeypatch, store: Path) -> Non
     assert {t.key: t.value for t in logged.tags}["mlflow.data.context"] == "training"
 
     for name in ("pretrain", "sft"):
-        assert mlflow.get_experiment_by_name(name).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+        experiment = mlflow.get_experiment_by_name(name)
+        assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+        assert experiment.artifact_location == (store / "artifacts").as_uri()  # beside the store
 
     cfg_first, cfg_second = stage_config(store), stage_config(store, "pretrain.max_steps=70")
     pid = first.data.tags["pipeline.run_id"]
