@@ -104,13 +104,16 @@ def evaluate_reranker(reranker_dir: str | Path, samples_path: str | Path, *, k: 
     figures = classification_metrics(pick(labels), scores, kinds)
 
     # Ranking: every val line is a possible distractor, but only the first `max_groups` positives
-    # become groups. Masking the later positives gives exactly ranking_groups(...)[:max_groups]
-    # (its random draws are made per positive, in order) without the pool scan for every positive.
-    positives = [i for i, y in enumerate(labels) if y == 1][:max_groups]
-    mask = [0] * n_val
-    for i in positives:
-        mask[i] = 1
-    groups = ranking_groups(val["context"], val["candidate"], mask, val["file_id"], val["language"], k, seed)
+    # become groups. The later positives are passed as label 0 of kind "line" (ranking_groups' kind
+    # for a true line when kinds are not known), which keeps them in the pool of true lines without
+    # a group of their own: the result is exactly training's ranking_groups(...)[:max_groups] (its
+    # random draws are made per group, in order) without a pool scan for every positive.
+    keep = set([i for i, y in enumerate(labels) if y == 1][:max_groups])
+    mask = [int(i in keep) for i in range(n_val)]
+    group_kinds = [kind if y == 0 or i in keep else "line" for i, (kind, y) in enumerate(zip(val["kind"], labels,
+                                                                                                strict=True))]
+    groups = ranking_groups(val["context"], val["candidate"], mask, val["file_id"], val["language"], k, seed,
+                            kinds=group_kinds)
     group_scores = [reranker.score(g.context.split(SEPARATOR), g.candidates, batch_size=batch_size)
                     for g in groups]
     ranking = ranking_metrics(group_scores, k)

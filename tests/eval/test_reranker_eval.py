@@ -4,6 +4,7 @@ figures from a real (tiny, untrained) exported reranker, and one-line errors for
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,9 +16,10 @@ from src.errors import InputError
 from src.eval import reranker_eval
 from src.eval.reranker_eval import evaluate_reranker, score_pairs
 from src.generation.reranker import Reranker, export_own
+from src.training.reranker_metrics import ranking_groups, ranking_metrics
 from tests.models.test_cross_encoder import own_model
 
-# The judge's probability for each candidate line, whatever the context.
+# The judge's probability for each candidate line, whatever the context (others: from a hash of the line).
 KNOWN = {"a3": 0.9, "b3": 0.3, "s1": 0.4, "o1": 0.1, "s2": 0.2, "a1": 0.2, "b1": 0.6, "t1": 0.99}
 ROWS = [  # context, candidate, label, kind, file_id, language, split
     ("a1 | a2", "a3", 1, "positive", "A", "en", "val"),
@@ -37,11 +39,15 @@ class KnownJudge(torch.nn.Module):
         self.unused = torch.nn.Parameter(torch.zeros(1))  # .to(dtype) needs a parameter to act on
 
     def pair_batch(self, contexts: list[str], candidates: list[str]) -> dict[str, torch.Tensor]:
-        p = torch.tensor([KNOWN.get(c, 0.5) for c in candidates], dtype=torch.float64)
+        p = torch.tensor([KNOWN.get(c, judged(c)) for c in candidates], dtype=torch.float64)
         return {"logit": torch.log(p / (1 - p)).float()}
 
     def forward(self, logit: torch.Tensor) -> torch.Tensor:
         return logit
+
+
+def judged(line: str) -> float:
+    return (zlib.crc32(line.encode()) % 997 + 1) / 999
 
 
 def write_samples(path: Path, rows: list[tuple]) -> Path:
@@ -76,6 +82,22 @@ def test_caps_on_rows_groups_and_kept_scores(tmp_path: Path, known_judge: None) 
     assert m["n"] == 3 and m["n_val"] == 5 and sum(m["n_by_kind"].values()) == 3
     assert m["rank_groups"] == 1 and m["mrr_at_k"] == pytest.approx(1.0)  # the first positive: a3 ranks first
     assert all(len(v) == 1 for v in m["scores_by_kind"].values())
+
+
+def test_capped_groups_are_the_first_groups_training_makes(tmp_path: Path, known_judge: None) -> None:
+    rows = [(f"{f}{i} | {f}{i + 1}", f"{f}{i + 2}", 1, "positive", f, "en", "val") for f in "PQRS" for i in range(4)]
+    rows += [(f"{f}x{i}", f"{f}n{i}", 0, kind, f, "en", "val") for f in "PQRS" for i, kind in
+             enumerate(["swap", "two_ahead", "markov"])]
+    rows.sort(key=lambda r: zlib.crc32(r[1].encode()))  # positives and negatives interleaved
+    cols = list(zip(*rows, strict=True))
+    full = ranking_groups(cols[0], cols[1], cols[2], cols[4], cols[5], 5, 7, kinds=cols[3])
+    for cap in (1, 6, 100):
+        m = evaluate_reranker(tmp_path / "rr", write_samples(tmp_path / "s.parquet", rows), k=5, max_groups=cap,
+                              seed=7)
+        expected = ranking_metrics([[judged(c) for c in g.candidates] for g in full[:cap]], 5)
+        assert m["rank_groups"] == min(cap, len(full)) == expected["rank_groups"]
+        assert m["mrr_at_k"] == pytest.approx(expected["mrr_at_5"], abs=1e-6)
+        assert m["hit_at_1"] == pytest.approx(expected["hit_at_1"])
 
 
 def test_one_class_gives_none_not_nan(tmp_path: Path, known_judge: None) -> None:
