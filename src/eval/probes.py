@@ -1,16 +1,22 @@
-"""Context-retention probes and the fixed generation prompt set (src/eval/sets/, see its README.md).
+"""Context-retention probes: scoring, and the command that runs them on a checkpoint.
 
     python -m src.eval.probes data/models/sft/best.ckpt [--language ru|en] [--json OUT]
 
-A probe is a conversation whose last user question can only be answered with a fact an earlier
-turn set (a city, a name, a number...), in the spirit of a country-to-dishes test: a model that
-lost the earlier turn answers with some other city or dish. Each probe is scored two ways:
+The sets and their loaders (`load_prompts`, `load_probes`, re-exported here) live in src/eval/sets/,
+whose README.md says how to add a probe. A probe is a conversation whose last user question can
+only be answered with a fact an earlier turn set (a city, a name, a number...), in the spirit of a
+country-to-dishes test: a model that lost the earlier turn answers with some other city or dish.
+Each probe is scored three ways:
 
 - log-prob: the mean per-token log-prob of each `right` and each `wrong` continuation after the
   conversation (src/generation/scoring.py, the scorer KTO and the eval stage share). The probe is
   right when the best right continuation beats the best wrong one; margin = best right - best
   wrong (nats per token). With k right and m wrong continuations of no preference the chance of
   "right" is k / (k + m); the per-language mean of that is reported as `chance` (0.5 for 1 vs 1).
+- no-fact control: the same, with the fact's turn replaced by a neutral one (`without_fact`). A
+  small model can prefer the right answer whatever the context (pizza is likelier than pelmeni
+  after any question about cooking); context_gain = margin - control margin is what the fact
+  itself moved, and context_accuracy the share of probes it moved towards the right answer.
 - keyword: a greedy reply through the batched engine is right when it holds one of the probe's
   `keywords` and none of its `wrong_keywords` (stems matched at word starts, case- and ё-blind).
 
@@ -24,11 +30,9 @@ of the accuracies rather than scored as wrong.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,221 +41,26 @@ import torch
 from src.config.sections.generation import GenerationConfig
 from src.config.sections.normalize import NormalizeConfig
 from src.errors import InputError
+from src.eval.sets import (  # noqa: F401 - the loaders are part of this module's interface
+    LANGUAGES,
+    PROBE_FILES,
+    PROMPTS_FILE,
+    SETS_DIR,
+    Probe,
+    ProbeFileError,
+    has_keyword,
+    keyword_verdict,
+    load_probes,
+    load_prompts,
+)
 from src.generation import chat_template
 from src.generation.scoring import completion_logprobs, encode_pair
 from src.text.normalize import normalize_text
 
-SETS_DIR = Path(__file__).parent / "sets"
-PROMPTS_FILE = SETS_DIR / "prompts.jsonl"
-PROBE_FILES = {"ru": SETS_DIR / "probes_ru.jsonl", "en": SETS_DIR / "probes_en.jsonl"}
-LANGUAGES = tuple(PROBE_FILES)
-KINDS = ("place", "name", "number", "colour", "profession", "time", "food", "object", "animal",
-         "topic", "language")
-PROMPT_FIELDS = {"id": True, "language": True, "messages": True, "tags": False}
-PROBE_FIELDS = {"id": True, "language": True, "kind": True, "messages": True, "fact": False,
-                "right": True, "wrong": True, "keywords": True, "wrong_keywords": True, "tests": True}
-MAX_CONTINUATIONS = 3
 PLAIN_TURN = "— "  # base models: each turn a line of direct speech, as in the corpora
-
-
-class ProbeFileError(InputError, ValueError):
-    """A malformed line of a prompt or probe file; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    id: str
-    language: str
-    kind: str
-    messages: tuple[Mapping[str, str], ...]
-    right: tuple[str, ...]
-    wrong: tuple[str, ...]
-    keywords: tuple[str, ...]
-    wrong_keywords: tuple[str, ...]
-    tests: str
-    fact: int = 0  # index of the message that sets the fact the last question needs
-    where: str = ""  # file:line, for messages
-
-    @property
-    def distance(self) -> int:
-        """User turns from the fact to the final question, that one included (1: asked next)."""
-        later = self.messages[self.fact + 1:]
-        return sum(1 for m in later if m["role"] == "user")
-
-
-# --- reading ---------------------------------------------------------------------------------------
-def _records(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    """(file:line, object) per non-blank line of a JSONL file."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProbeFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ProbeFileError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise ProbeFileError(f"{where}: expected a JSON object, found {type(record).__name__}")
-        yield where, record
-
-
-def _check_fields(where: str, record: Mapping[str, Any], spec: Mapping[str, bool]) -> None:
-    unknown = sorted(set(record) - set(spec))
-    if unknown:
-        raise ProbeFileError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(spec)}")
-    missing = [k for k, required in spec.items() if required and k not in record]
-    if missing:
-        raise ProbeFileError(f"{where}: missing field(s) {missing}")
-
-
-def _text(where: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ProbeFileError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
-    return value
-
-
-def _texts(where: str, key: str, value: Any, most: int | None = None) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or (most is not None and len(value) > most):
-        size = f"1-{most}" if most else "at least 1"
-        raise ProbeFileError(f"{where}: '{key}' must be a list of {size} strings, got {value!r}")
-    for i, item in enumerate(value):
-        _text(where, f"{key}[{i}]", item)
-        if chat_template.special_tokens_in(item):
-            raise ProbeFileError(f"{where}: '{key}[{i}]' holds a special token string")
-    return tuple(value)
-
-
-def _messages(where: str, value: Any) -> tuple[dict[str, str], ...]:
-    if not isinstance(value, list) or not value:
-        raise ProbeFileError(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            raise ProbeFileError(f"{where}: messages[{i}] must be an object with exactly 'role' and "
-                                 f"'content', got {m!r}")
-        _text(where, f"messages[{i}].content", m["content"])
-    try:
-        chat_template.validate(value)
-    except ValueError as exc:
-        raise ProbeFileError(f"{where}: messages: {exc}") from None
-    if value[-1]["role"] != "user":
-        raise ProbeFileError(f"{where}: the last message must be the user's (the question), "
-                             f"found {value[-1]['role']!r}")
-    return tuple(dict(m) for m in value)
-
-
-def _language(where: str, value: Any) -> str:
-    if value not in LANGUAGES:
-        raise ProbeFileError(f"{where}: 'language' must be one of {list(LANGUAGES)}, got {value!r}")
-    return value
-
-
-def _unique(where: str, ident: str, seen: dict[str, str]) -> None:
-    if ident in seen:
-        raise ProbeFileError(f"{where}: duplicate id {ident!r} (first at {seen[ident]})")
-    seen[ident] = where
-
-
-def load_prompts(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """The generation prompt set: dicts of id, language, messages (last one the user's), tags."""
-    path = Path(path) if path is not None else PROMPTS_FILE
-    prompts, seen = [], {}
-    for where, r in _records(path):
-        _check_fields(where, r, PROMPT_FIELDS)
-        _unique(where, _text(where, "id", r["id"]), seen)
-        tags = _texts(where, "tags", r["tags"]) if "tags" in r else ()
-        prompts.append({"id": r["id"], "language": _language(where, r["language"]),
-                        "messages": [dict(m) for m in _messages(where, r["messages"])], "tags": list(tags)})
-    if not prompts:
-        raise ProbeFileError(f"{path}: no prompts")
-    return prompts
-
-
-def fold(text: str) -> str:
-    """What keyword matching compares: lower case, ё read as е."""
-    return text.lower().replace("ё", "е")
-
-
-def _keyword_pattern(stems: Sequence[str]) -> re.Pattern[str]:
-    # A stem matches at a word start ("казан" in "в казани", not "рим" in "примерно"); a number
-    # must end there too ("7" is not in "17" or "70").
-    parts = [re.escape(s) + (r"(?!\d)" if s[-1].isdigit() else "") for s in stems]
-    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + ")")
-
-
-def has_keyword(text: str, stems: Sequence[str]) -> bool:
-    return bool(stems) and _keyword_pattern(stems).search(fold(text)) is not None
-
-
-def keyword_verdict(reply: str, probe: Probe) -> bool:
-    """A generated reply answers the probe: a right stem in it and no wrong one."""
-    return has_keyword(reply, probe.keywords) and not has_keyword(reply, probe.wrong_keywords)
-
-
-def _stems(where: str, key: str, value: Any) -> tuple[str, ...]:
-    stems = _texts(where, key, value)
-    for s in stems:
-        if s != fold(s).strip() or (len(s) < 3 and not s.isdigit()):
-            raise ProbeFileError(f"{where}: '{key}' entry {s!r} must be lower case without ё or "
-                                 "spaces at the ends, at least 3 characters (or a number)")
-    return stems
-
-
-def _probe(where: str, r: Mapping[str, Any]) -> Probe:
-    _check_fields(where, r, PROBE_FIELDS)
-    if r.get("kind") not in KINDS:
-        raise ProbeFileError(f"{where}: 'kind' must be one of {list(KINDS)}, got {r.get('kind')!r}")
-    messages = _messages(where, r["messages"])
-    fact = r.get("fact", 0)
-    if not isinstance(fact, int) or isinstance(fact, bool) or not 0 <= fact < len(messages) - 1:
-        raise ProbeFileError(f"{where}: 'fact' must index a message before the last one "
-                             f"(0..{len(messages) - 2}), got {fact!r}")
-    probe = Probe(id=_text(where, "id", r["id"]), language=_language(where, r["language"]), kind=r["kind"],
-                  messages=messages, right=_texts(where, "right", r["right"], MAX_CONTINUATIONS),
-                  wrong=_texts(where, "wrong", r["wrong"], MAX_CONTINUATIONS),
-                  keywords=_stems(where, "keywords", r["keywords"]),
-                  wrong_keywords=_stems(where, "wrong_keywords", r["wrong_keywords"]),
-                  tests=_text(where, "tests", r["tests"]), fact=fact, where=where)
-    # The keyword sets must tell the probe's own continuations apart, and the question must not
-    # hold them (a reply that only repeats the question would count).
-    for side, texts in (("right", probe.right), ("wrong", probe.wrong)):
-        own, other = ((probe.keywords, probe.wrong_keywords) if side == "right"
-                      else (probe.wrong_keywords, probe.keywords))
-        for text in texts:
-            if not has_keyword(text, own) or has_keyword(text, other):
-                raise ProbeFileError(f"{where}: {side} continuation {text!r} must hold one of its "
-                                     f"keywords {list(own)} and none of {list(other)}")
-    if has_keyword(messages[-1]["content"], probe.keywords + probe.wrong_keywords):
-        raise ProbeFileError(f"{where}: the last question holds a keyword; a reply repeating it would count")
-    return probe
-
-
-def load_probes(paths: Sequence[str | Path] | None = None,
-                languages: Sequence[str] | None = None) -> list[Probe]:
-    """Probes of `paths` (default: the shipped probes_ru.jsonl and probes_en.jsonl), those of
-    `languages` only when given. Ids are unique across the files."""
-    if languages is not None:
-        unknown = sorted(set(languages) - set(LANGUAGES))
-        if unknown:
-            raise InputError(f"unknown probe language(s) {unknown}; known: {list(LANGUAGES)}")
-    if paths is None:
-        paths = [PROBE_FILES[lang] for lang in (languages or LANGUAGES)]
-    probes: list[Probe] = []
-    seen: dict[str, str] = {}
-    for path in map(Path, paths):
-        found = 0
-        for where, record in _records(path):
-            probe = _probe(where, record)
-            _unique(where, probe.id, seen)
-            found += 1
-            if languages is None or probe.language in languages:
-                probes.append(probe)
-        if not found:
-            raise ProbeFileError(f"{path}: no probes")
-    return probes
+# What replaces the fact in the no-fact control (`without_fact`), per language and role.
+NEUTRAL = {"ru": {"system": "Ты — помощник.", "user": "Привет.", "assistant": "Здравствуйте."},
+           "en": {"system": "You are an assistant.", "user": "Hi.", "assistant": "Hello."}}
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -341,66 +150,94 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def without_fact(probe: Probe) -> Probe:
+    """The control: the probe with its fact message, and the assistant's answer to it (which may
+    restate it), replaced by a neutral turn. A model that scores the probe as well without the fact
+    prefers the right answer anyway (e.g. pizza whatever the country), and did not use the context."""
+    messages = [dict(m) for m in probe.messages]
+    gone = [probe.fact]
+    if messages[probe.fact]["role"] == "user" and messages[probe.fact + 1]["role"] == "assistant":
+        gone.append(probe.fact + 1)
+    for i in gone:
+        messages[i]["content"] = NEUTRAL[probe.language][messages[i]["role"]]
+    return replace(probe, messages=tuple(messages))
+
+
+def _fitting_pairs(loaded: Any, f: _Fitted) -> list[tuple[list[int], list[int]]] | None:
+    """The probe's scoring pairs, or None (and f.cropped says why) when they cannot be scored."""
+    if f.cropped:
+        return None
+    pairs = _pairs(loaded, f)
+    if any(len(p) + len(c) - 1 > loaded.model.block_size for p, c in pairs):
+        f.cropped = "a continuation does not fit beside the prompt"
+        return None
+    return pairs
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [r for r in rows if not r["cropped"]]
+    controlled = [r for r in done if r.get("context_gain") is not None]
+    return {"n": len(done), "cropped": len(rows) - len(done),
+            "logprob_accuracy": _mean([float(r["logprob_right"]) for r in done]),
+            "keyword_accuracy": _mean([float(r["keyword_right"]) for r in done]),
+            "mean_margin": _mean([r["margin"] for r in done]),
+            "chance": _mean([r["chance"] for r in done]),
+            "control_logprob_accuracy": _mean([float(r["control_margin"] > 0) for r in controlled]),
+            "mean_context_gain": _mean([r["context_gain"] for r in controlled]),
+            "context_accuracy": _mean([float(r["context_gain"] > 0) for r in controlled])}
+
+
 def score_probes(loaded: Any, probes: Sequence[Probe], *, max_new_tokens: int = 48,
                  batch_size: int = 16, seed: int = 0) -> dict[str, Any]:
-    """Score `probes` on a LoadedModel (src.generation.loading): per language n (probes scored),
-    cropped, logprob_accuracy, keyword_accuracy, mean_margin, chance; and "rows", one dict per probe.
+    """Score `probes` on a LoadedModel (src.generation.loading). Per language: n (probes scored),
+    cropped, logprob_accuracy, keyword_accuracy, mean_margin, chance, and the no-fact control's
+    control_logprob_accuracy, mean_context_gain, context_accuracy; "rows": one dict per probe.
     See the module docstring for what each figure means."""
     if loaded.tokenizer is None:
         raise InputError(f"{loaded.source}: probes need the model's tokenizer")
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be >= 1 (got {batch_size}, {max_new_tokens})")
     model = loaded.model
-    block = model.block_size
-    reserve = chat_template.reply_reserve(block, max_new_tokens, GenerationConfig.reply_share)
+    reserve = chat_template.reply_reserve(model.block_size, max_new_tokens, GenerationConfig.reply_share)
     settings = NormalizeConfig() if loaded.normalize is None else loaded.normalize
     fitted = [_fit(loaded, p, max_new_tokens, settings) for p in probes]
-    scored = [f for f in fitted if not f.cropped]
     pairs: list[tuple[list[int], list[int]]] = []
-    for f in scored:
-        f_pairs = _pairs(loaded, f)
-        if any(len(p) + len(c) - 1 > block for p, c in f_pairs):
-            f.cropped = "a continuation does not fit beside the prompt"
-        else:
-            pairs += f_pairs
-    scored = [f for f in scored if not f.cropped]
+    scored: list[tuple[_Fitted, bool]] = []  # (probe, whether its control is scored too)
+    for f in fitted:
+        own = _fitting_pairs(loaded, f)
+        if own is not None:
+            control = _fitting_pairs(loaded, _fit(loaded, without_fact(f.probe), max_new_tokens, settings))
+            pairs += own + (control or [])
+            scored.append((f, control is not None))
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             logps, counts = completion_logprobs(model, [p for p, _ in pairs], [c for _, c in pairs],
                                                 batch_size=batch_size, overflow="error")
-        replies = _replies(loaded, scored, reserve, batch_size, seed) if scored else []
+        replies = _replies(loaded, [f for f, _ in scored], reserve, batch_size, seed) if scored else []
     finally:
         model.train(was_training)
-    means = (logps / counts.clamp(min=1)).tolist()
-    rows: dict[str, dict[str, Any]] = {}
-    at = 0
-    for f, (reply, finish) in zip(scored, replies, strict=True):
+    means = iter((logps / counts.clamp(min=1)).tolist())
+    figures: dict[str, dict[str, Any]] = {}
+    for (f, controlled), (reply, finish) in zip(scored, replies, strict=True):
         k, m = len(f.right), len(f.wrong)
-        right, wrong = means[at:at + k], means[at + k:at + k + m]
-        at += k + m
+        right, wrong = [next(means) for _ in range(k)], [next(means) for _ in range(m)]
         margin = max(right) - max(wrong)
-        rows[f.probe.id] = {"logprob_right": margin > 0, "margin": margin, "right_logprobs": right,
-                            "wrong_logprobs": wrong, "keyword_right": keyword_verdict(reply, f.probe),
-                            "reply": reply, "finish_reason": finish, "chance": k / (k + m)}
-    out: dict[str, Any] = {}
-    all_rows = []
-    for f in fitted:
-        p = f.probe
-        row = {"id": p.id, "language": p.language, "kind": p.kind, "distance": p.distance,
-               "dropped_messages": f.dropped, "cropped": bool(f.cropped), "cropped_reason": f.cropped or None}
-        row.update(rows.get(p.id, {}))
-        all_rows.append(row)
-    for lang in sorted({p.language for p in probes}):
-        mine = [r for r in all_rows if r["language"] == lang]
-        done = [r for r in mine if not r["cropped"]]
-        out[lang] = {"n": len(done), "cropped": len(mine) - len(done),
-                     "logprob_accuracy": _mean([float(r["logprob_right"]) for r in done]),
-                     "keyword_accuracy": _mean([float(r["keyword_right"]) for r in done]),
-                     "mean_margin": _mean([r["margin"] for r in done]),
-                     "chance": _mean([r["chance"] for r in done])}
-    out["rows"] = all_rows
+        row = {"logprob_right": margin > 0, "margin": margin, "right_logprobs": right,
+               "wrong_logprobs": wrong, "chance": k / (k + m), "control_margin": None, "context_gain": None,
+               "keyword_right": keyword_verdict(reply, f.probe), "reply": reply, "finish_reason": finish}
+        if controlled:
+            control = [next(means) for _ in range(k + m)]
+            row["control_margin"] = max(control[:k]) - max(control[k:])
+            row["context_gain"] = margin - row["control_margin"]
+        figures[f.probe.id] = row
+    rows = [{"id": f.probe.id, "language": f.probe.language, "kind": f.probe.kind, "distance": f.probe.distance,
+             "dropped_messages": f.dropped, "cropped": bool(f.cropped), "cropped_reason": f.cropped or None,
+             **figures.get(f.probe.id, {})} for f in fitted]
+    out: dict[str, Any] = {lang: _summary([r for r in rows if r["language"] == lang])
+                           for lang in sorted({p.language for p in probes})}
+    out["rows"] = rows
     return out
 
 
@@ -416,8 +253,11 @@ def report(result: Mapping[str, Any], probes: Sequence[Probe]) -> str:
     for lang, s in result.items():
         if lang != "rows":
             lines.append(f"{lang}: {s['n']} probes scored, {s['cropped']} cropped; log-prob accuracy "
-                         f"{_fmt(s['logprob_accuracy'])} (chance {_fmt(s['chance'])}), keyword accuracy "
-                         f"{_fmt(s['keyword_accuracy'])}, mean margin {_fmt(s['mean_margin'], '+.3f')} nats/token")
+                         f"{_fmt(s['logprob_accuracy'])} (chance {_fmt(s['chance'])}, without the fact "
+                         f"{_fmt(s['control_logprob_accuracy'])}), keyword accuracy {_fmt(s['keyword_accuracy'])}, "
+                         f"mean margin {_fmt(s['mean_margin'], '+.3f')} nats/token, of which the fact "
+                         f"{_fmt(s['mean_context_gain'], '+.3f')} (moved {_fmt(s['context_accuracy'])} of "
+                         "the probes towards the right answer)")
     for r in result["rows"]:
         p = by_id[r["id"]]
         if r["cropped"]:
