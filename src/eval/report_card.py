@@ -5,9 +5,8 @@
 `render_report_card(results, out_dir)` turns the results (schema in the eval stage's contract:
 every part optional but "models") into a Markdown file and one self-contained HTML file (CSS inline,
 figures as base64 PNG, no script, no external link) that opens in any browser. A summary table
-(metric x model, best value per row in bold) comes first, then one section per part. A part that is
-missing says "absent: <why>", taking the why from results["absent"] where it names the part; a part
-whose data has an unexpected shape says so in the same way instead of breaking the whole report.
+(metric x model, best per row in bold) comes first, then one section per part. A missing part says
+"absent: <why>" (the why from results["absent"] where it names the part), and so does a malformed one.
 """
 
 from __future__ import annotations
@@ -39,8 +38,9 @@ GENERATION = (("loop_rate", "loop rate", -1), ("end_of_turn_rate", "end-of-turn 
               ("mean_length_chars", "mean length (chars)", 0), ("n", "replies", 0))
 SUMMARY_GENERATION = ("loop_rate", "end_of_turn_rate", "distinct_2", "markdown_wall_rate",
                       "canned_rate", "mean_length_tokens")
-PROBE = (("logprob_accuracy", "log-prob accuracy", +1), ("keyword_accuracy", "keyword accuracy", +1),
-         ("mean_margin", "mean log-prob margin", +1), ("n", "probes", 0))
+PROBE = (("logprob_accuracy", "log-prob accuracy", +1), ("chance", "chance level (log-prob)", 0),
+         ("keyword_accuracy", "keyword accuracy", +1), ("mean_margin", "mean log-prob margin", +1),
+         ("n", "probes scored", 0), ("cropped", "probes cropped to fit the context", 0))
 RERANKER = (("n", "pairs", 0), ("accuracy", "accuracy", +1), ("roc_auc", "ROC AUC", +1),
             ("average_precision", "average precision", +1), ("mrr_at_k", "MRR@k", +1),
             ("hit_at_1", "hit@1", +1), ("k", "k", 0))
@@ -110,9 +110,8 @@ def summary(results: Mapping[str, Any], models: list[str]) -> list:
     for corpus in dict.fromkeys(corpora):
         add(f"val bpb · {corpus}", -1,
             lambda c, corpus=corpus: _map(_map(lm.get(c)).get(corpus)).get("bpb"))
-    for key, label, direction in GENERATION:
-        if key in SUMMARY_GENERATION:
-            add(label, direction, lambda c, key=key: _map(gen.get(c)).get(key))
+    for key, label, direction in (g for g in GENERATION if g[0] in SUMMARY_GENERATION):
+        add(label, direction, lambda c, key=key: _map(gen.get(c)).get(key))
     for lang in ("ru", "en"):
         add(f"context probes {lang} (log-prob acc.)", +1,
             lambda c, lang=lang: _map(_map(probes.get(c)).get(lang)).get("logprob_accuracy"))
@@ -143,15 +142,14 @@ def data(results: Mapping[str, Any], models: list[str]) -> list:
     blocks: list = [sizes, doc.Sub("Dropped")]
     blocks.append(Table(["stage", "reason", "count"], dropped) if dropped
                   else Para("nothing dropped by any stage"))
-    notes = [f"{s}: {n}" for s, v in stages.items() for n in _map(v).get("notes") or ()]
+    notes = [f"{s}: {n}" for s, v in stages.items() if isinstance(_map(v).get("notes"), list)
+             for n in v["notes"]]
     return blocks + ([doc.Items(notes)] if notes else [])
 
 
 def tokenizer(results: Mapping[str, Any], models: list[str]) -> list:
     tok = _map(_get(results, "pipeline.tokenizer"))
-    if not tok:
-        return [Absent(why_absent(results, "pipeline.tokenizer", "tokenizer"))]
-    return [doc.kv_table(tok)]
+    return [doc.kv_table(tok) if tok else Absent(why_absent(results, "pipeline.tokenizer", "tokenizer"))]
 
 
 def models_section(results: Mapping[str, Any], models: list[str]) -> list:
@@ -189,19 +187,16 @@ def lm(results: Mapping[str, Any], models: list[str]) -> list:
         source = unigram if col == "unigram" else _map(lm_data.get(col))
         return _map(source.get(corpus)).get(key)
 
-    bpb = Table(["corpus"] + columns, [doc.marked_row(c, [value(m, c, "bpb") for m in columns], -1)
-                                       for c in corpora], "bits per byte on validation text (lower is better)")
-    blocks: list = [bpb]
-    model_cols = [m for m in columns if m != "unigram"]
-    if model_cols:
-        blocks.append(Table(["corpus"] + model_cols,
-                            [doc.marked_row(c, [value(m, c, "loss") for m in model_cols], -1)
-                             for c in corpora], "loss, nats per token"))
-        sizes = [[Cell(c), Cell(fmt_count(next((value(m, c, "tokens") for m in model_cols
-                                                  if value(m, c, "tokens") is not None), None))),
-                  Cell(fmt_count(next((value(m, c, "bytes") for m in model_cols
-                                       if value(m, c, "bytes") is not None), None)))] for c in corpora]
-        blocks.append(Table(["corpus", "tokens", "bytes"], sizes, "size of each validation set"))
+    def first(corpus: str, key: str) -> Any:  # every model reads the same validation text
+        return next((v for m in columns if (v := value(m, corpus, key)) is not None), None)
+
+    blocks: list = [Table(["corpus"] + columns, [doc.marked_row(c, [value(m, c, key) for m in columns], -1)
+                                                 for c in corpora], caption)
+                    for key, caption in (("bpb", "bits per byte on validation text (lower is better)"),
+                                         ("loss", "loss, nats per token"))]
+    blocks.append(Table(["corpus", "tokens", "bytes"], [[Cell(c), Cell(fmt_count(first(c, "tokens"))),
+                                                         Cell(fmt_count(first(c, "bytes")))]
+                                                        for c in corpora], "size of each validation set"))
     blocks.append(Para("The unigram baseline is a model of token frequencies alone, scored by the same "
                        "code; a language model that does not beat it has learnt nothing about order.")
                   if unigram else Absent(why_absent(results, "unigram", "unigram")))
@@ -213,7 +208,7 @@ def generation(results: Mapping[str, Any], models: list[str]) -> list:
     if not gen:
         return [Absent(why_absent(results, "generation", "generation"))]
     columns = [m for m in models if m in gen]
-    blocks: list = [doc.metric_table(GENERATION, columns, lambda m, k: _map(gen.get(m)).get(k))]
+    blocks: list = [doc.metric_table(GENERATION, {m: gen.get(m) for m in columns})]
     png = plots.reply_lengths(_map(_get(results, "series.reply_lengths")))
     blocks.append(Figure(png, "reply length histogram per model") if png
                   else Absent(why_absent(results, "series.reply_lengths", "reply lengths")))
@@ -229,15 +224,14 @@ def probes(results: Mapping[str, Any], models: list[str]) -> list:
                    key=lambda lang: (("ru", "en").index(lang) if lang in ("ru", "en") else 2, lang))
     blocks: list = []
     for lang in langs:
-        blocks += [doc.Sub(f"probes in {lang}"), doc.metric_table(
-            PROBE, columns, lambda m, k, lang=lang: _map(_map(data.get(m)).get(lang)).get(k))]
-    chances = {_map(_map(data.get(m)).get(lang)).get("chance") for m in columns for lang in langs}
-    chances.discard(None)
-    chance = ", ".join(fmt(c) for c in sorted(chances)) if chances else "0.500"
-    blocks.append(Para(f"Chance level of the log-prob accuracy: {chance} (the right continuation "
-                       "against a wrong one); the keyword accuracy of a model that ignores the first "
-                       "turn is near 0."))
-    return blocks or [Absent("no language in the probe results")]
+        blocks += [doc.Sub(f"probes in {lang}"),
+                   doc.metric_table(PROBE, {m: _map(data.get(m)).get(lang) for m in columns})]
+    if not blocks:
+        return [Absent("no language in the probe results")]
+    return blocks + [Para("Log-prob accuracy: the share of probes whose right continuation outscores "
+                          "the wrong ones; its chance level (the row above) is what a model that "
+                          "ignores the first turn gets. A keyword answer by chance is rare, so its "
+                          "chance level is near 0.")]
 
 
 def kto(results: Mapping[str, Any], models: list[str]) -> list:
@@ -268,8 +262,8 @@ def reranker(results: Mapping[str, Any], models: list[str]) -> list:
         return [Absent(why_absent(results, "reranker", "reranker"))]
     blocks: list = []
     if data:
-        blocks.append(doc.metric_table(RERANKER, ["value"], lambda _, k: data.get(k),
-                                   caption="held-out pairs"))
+        blocks.append(doc.metric_table(RERANKER, {"value": data}, caption="held-out pairs",
+                                       skip=("auc_by_kind", "best_of_n")))
         by_kind = _map(data.get("auc_by_kind"))
         if by_kind:
             blocks.append(Table(["negative kind", "ROC AUC (positives vs this kind)"],
@@ -282,14 +276,16 @@ def reranker(results: Mapping[str, Any], models: list[str]) -> list:
     if not best:
         blocks.append(Absent(why_absent(results, "reranker.best_of_n", "best-of-n")))
         return blocks
-    cols = [c for c in ("reranked", "plain") if isinstance(best.get(c), Mapping)]
     rows = (("mean_reranker_score", "mean reranker score", +1),) + GENERATION
-    blocks.append(doc.metric_table(rows, cols, lambda c, k: _map(best.get(c)).get(k)))
-    extra = {k: v for k, v in best.items() if k not in ("reranked", "plain", "samples")}
-    if extra:
-        blocks.append(Para(" · ".join(f"{k}: {fmt(v)}" for k, v in extra.items()
-                                      if not isinstance(v, (Mapping, list)))))
-    return blocks
+    # The arms (reranked, unranked, plain, ...) are the sub-objects that carry reply metrics.
+    arms = {k: v for k, v in best.items() if isinstance(v, Mapping)
+            and any(key in v for key, _, _ in rows)}
+    blocks.append(doc.metric_table(rows, arms))
+    facts = [f"{k}: {fmt(v)}" for k, v in best.items() if k not in arms and k != "samples"
+             and not isinstance(v, (Mapping, list))]
+    facts += [f"dropped · {k}: {fmt_count(v)}" for k, v in _map(best.get("dropped")).items()]
+    notes = [str(n) for n in best["notes"]] if isinstance(best.get("notes"), list) else []
+    return blocks + ([Para(" · ".join(facts))] if facts else []) + ([doc.Items(notes)] if notes else [])
 
 
 def latency(results: Mapping[str, Any], models: list[str]) -> list:
@@ -297,7 +293,7 @@ def latency(results: Mapping[str, Any], models: list[str]) -> list:
     if not data:
         return [Absent(why_absent(results, "latency", "latency"))]
     columns = [m for m in models if m in data] + [m for m in data if m not in models]
-    blocks: list = [doc.metric_table(LATENCY, columns, lambda m, k: _map(data.get(m)).get(k))]
+    blocks: list = [doc.metric_table(LATENCY, {m: data.get(m) for m in columns})]
     png = plots.latency({m: _map(data.get(m)) for m in columns})
     blocks.append(Figure(png, "latency per chat model, batch 1 (dashed: the 2 s first-utterance limit)")
                   if png else Absent("no finite latency figure"))
@@ -310,25 +306,24 @@ def _prompt_text(prompt: Any) -> str:
     return str(prompt)
 
 
+def _clip(text: str) -> str:
+    over = len(text) - MAX_REPLY_CHARS
+    return text if over <= 0 else f"{text[:MAX_REPLY_CHARS]} … [{over:,} more chars]"
+
+
 def samples(results: Mapping[str, Any], models: list[str]) -> list:
     rows = results.get("samples")
     if not isinstance(rows, list) or not rows:
         return [Absent(why_absent(results, "samples", "samples", expect=list))]
     blocks: list = []
     skipped = 0
-    for i, row in enumerate(rows):
-        replies = _map(_map(row).get("replies"))
+    for i, row in enumerate(map(_map, rows)):
+        replies = _map(row.get("replies"))
         if not replies:
             skipped += 1  # said below, never dropped silently
             continue
-        row = _map(row)
         order = [m for m in models if m in replies] + [m for m in replies if m not in models]
-        cut = []
-        for m in order:
-            text = str(replies[m])
-            if len(text) > MAX_REPLY_CHARS:
-                text = text[:MAX_REPLY_CHARS] + f" … [{len(text) - MAX_REPLY_CHARS:,} more chars]"
-            cut.append((m, text))
+        cut = [(m, _clip(str(replies[m]))) for m in order]
         title = f"{row.get('id', i + 1)} ({row.get('language', '?')})"
         blocks.append(doc.SideBySide(title, _prompt_text(row.get("prompt", "")), cut))
     if skipped:
@@ -349,9 +344,11 @@ BUILDERS = {"summary": summary, "data": data, "tokenizer": tokenizer, "models": 
 
 
 def build_sections(results: Mapping[str, Any]) -> list[doc.Section]:
-    """Every section in order. A section whose data has an unexpected shape renders one absent line
-    with the error, so one malformed part never costs the reader the rest of the report."""
+    """Every section in order, each followed by the results["absent"] lines about its parts
+    ("lm.subtitles: ..." under Language modelling). A section whose data has an unexpected shape
+    renders one absent line with the error: one malformed part never costs the rest of the report."""
     models = model_names(results)
+    entries = [e for e in results.get("absent") or () if isinstance(e, str)]
     sections = []
     for key, title in SECTIONS:
         try:
@@ -360,6 +357,9 @@ def build_sections(results: Mapping[str, Any]) -> list[doc.Section]:
             reason = f"the {key!r} data has an unexpected shape ({type(exc).__name__}: {exc})"
             log.warning("report card: section %s: %s", title, reason)
             blocks = [Absent(reason)]
+        shown = {b.reason for b in blocks if isinstance(b, Absent)}
+        blocks += [Absent(e) for e in entries if key != "absent" and e not in shown
+                   and (e.split(":", 1)[0].strip().lower() + ".").startswith(key + ".")]
         sections.append(doc.Section(title, key, blocks))
     return sections
 
@@ -386,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir", help="folder for report.md and report.html")
     args = ap.parse_args(argv)
     try:
-        results = read_json(args.results, hint="run the eval stage first")
-        md_path, html_path = render_report_card(results, Path(args.out_dir))
+        md_path, html_path = render_report_card(read_json(args.results, hint="run the eval stage first"),
+                                                Path(args.out_dir))
     except InputError as exc:
         print(f"error: report_card: {exc}", file=sys.stderr)
         return 1

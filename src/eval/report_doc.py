@@ -12,7 +12,7 @@ import base64
 import html
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,6 @@ def fmt(value: Any) -> str:
             return "0.000"  # also -0.0, which would print as "-0.000"
         if size >= 1000:
             return f"{value:,.0f}"
-        if value.is_integer() and size > 1:
-            return f"{int(value):,}"  # counts that went through JSON as floats; rates keep 0.000/1.000
         if size >= 100:
             return f"{value:.1f}"
         if size >= 10:
@@ -138,15 +136,29 @@ def marked_row(label: str, values: list[Any], direction: int, formatter=fmt) -> 
                             for v in values]
 
 
-def metric_table(rows: tuple, columns: list[str], value: Callable[[str, str], Any], *,
-                 first: str = "metric", caption: str = "") -> Table:
-    """Rows of metrics x `columns`, best per row marked; rows with no value anywhere left out."""
+def metric_table(rows: tuple, data: Mapping[str, Any], *, first: str = "metric", caption: str = "",
+                 extras: bool = True, skip: tuple[str, ...] = ()) -> Table:
+    """Known metrics `rows` ((key, label, direction), ...) x the columns of `data` (column -> its
+    figures), best per row marked, rows with no value anywhere left out. With `extras`, every other
+    key the columns carry follows unmarked (a sub-object flattened one level, lists left out), so a
+    figure a producer adds later still shows without a change here."""
+    columns = {col: fig if isinstance(fig, Mapping) else {} for col, fig in data.items()}
     body = []
     for key, label, direction in rows:
-        values = [value(col, key) for col in columns]
+        values = [fig.get(key) for fig in columns.values()]
         if any(v is not None for v in values):
             body.append(marked_row(label, values, direction))
-    return Table([first] + columns, body, caption)
+    known = {key for key, _, _ in rows} | set(skip)
+    for key in dict.fromkeys(k for fig in columns.values() for k in fig if k not in known):
+        values = [fig.get(key) for fig in columns.values()]
+        subs = dict.fromkeys(s for v in values if isinstance(v, Mapping) for s in v)
+        for sub in subs:
+            body.append(marked_row(f"{key} · {sub}", [v.get(sub) if isinstance(v, Mapping) else None
+                                                      for v in values], 0))
+        if not subs and any(v is not None and not isinstance(v, (list, Mapping)) for v in values):
+            body.append(marked_row(key, [None if isinstance(v, (list, Mapping)) else v
+                                         for v in values], 0))
+    return Table([first] + list(columns), body, caption)
 
 
 def kv_table(data: Mapping[str, Any], formatter=fmt, first: str = "figure") -> Table:
@@ -158,16 +170,23 @@ def kv_table(data: Mapping[str, Any], formatter=fmt, first: str = "figure") -> T
 
 # A cell that reads as a number (right-aligned): "1,234", "0.125", "2.5e-04", "12.3 s", "—".
 _NUMERIC = re.compile(r"^[-+]?[\d,.]+(e[-+]?\d+)?( ?[a-z%]+)?$|^—$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def visible(text: Any) -> str:
+    """Control characters (invalid in HTML, invisible in Markdown) as visible \\xNN; CR as newline."""
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def md_text(text: str) -> str:
     """Text from the results made inert in Markdown: HTML escaped, markup characters backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(visible(text), quote=False))
 
 
 def md_cell(text: str) -> str:
-    return md_text(text).replace("\r\n", "\n").replace("\n", "<br>")
+    return md_text(text).replace("\n", "<br>")
 
 
 def _md_table(table: Table) -> list[str]:
@@ -231,7 +250,7 @@ p.absent{color:#8a5300;font-style:italic}img{max-width:100%;height:auto;border:1
 
 
 def esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(visible(text), quote=True)
 
 
 def _html_table(table: Table) -> list[str]:

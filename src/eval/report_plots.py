@@ -97,26 +97,43 @@ def reply_lengths(lengths: Mapping[str, Any]) -> bytes | None:
     return _draw(1, 1, (7.0, 3.2), paint)
 
 
+def kto_panel(key: str) -> str:
+    """Which panel of the KTO figure a series goes to: figures of one scale share a panel."""
+    if "drift" in key or key == "kl" or key.startswith("kl_"):
+        return "drift and KL"
+    if "reward" in key and "accuracy" not in key:
+        return "rewards"
+    if key.endswith(("_rate", "accuracy")) or key.startswith("distinct"):
+        return "rates (0-1)"
+    return key
+
+
 def kto_series(series: Mapping[str, Any]) -> bytes | None:
-    """KTO rewards, KL and drift over training steps: rewards share a panel, the rest one each."""
+    """KTO rewards, drift/KL, rates and any other figure over training steps, three panels a row."""
     curves = {k: _finite_pairs(v) for k, v in series.items()}
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         return None
-    rewards = [k for k in curves if k.startswith("reward")]
-    panels = ([("rewards", rewards)] if rewards else []) + [(k, [k]) for k in curves if k not in rewards]
+    panels: dict[str, list[str]] = {}
+    for key in curves:
+        panels.setdefault(kto_panel(key), []).append(key)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
 
     def paint(fig, axes):
-        for ax, (title, keys) in zip(axes, panels, strict=True):
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        for ax, (title, keys) in zip(axes, panels.items(), strict=False):
             for key in keys:
                 ax.plot(*zip(*curves[key], strict=True), "o-", markersize=2.5, linewidth=1.2, label=key)
-            ax.axhline(0.0, color="#888", linewidth=0.8)
+            if title in ("rewards", "drift and KL"):
+                ax.axhline(0.0, color="#888", linewidth=0.8)
             ax.set_title(title)
             ax.set_xlabel("step")
             if len(keys) > 1:
-                ax.legend()
+                ax.legend(fontsize=7)
 
-    return _draw(1, len(panels), (3.4 * len(panels), 3.0), paint)
+    return _draw(nrows, ncols, (3.6 * ncols, 2.9 * nrows), paint)
 
 
 def reranker_scores(scores: Mapping[str, Any]) -> bytes | None:
@@ -165,15 +182,18 @@ def latency(per_model: Mapping[str, Any]) -> bytes | None:
             xs, ys = [], []
             for j, m in enumerate(models):
                 v = _finite([per_model[m].get(key)])
-                if v:
+                if v and v[0] > 0:  # a log axis has no room for 0
                     xs.append(j + (i - (len(kinds) - 1) / 2) * width)
                     ys.append(v[0])
             ax.bar(xs, ys, width=width, label=label)
         ax.axhline(FIRST_UTTERANCE_LIMIT_MS, color="#b00", linestyle="--", linewidth=1,
                    label="2 s first-utterance limit")
+        # First tokens take milliseconds, reranked turns seconds: a log axis shows both.
+        ax.set_yscale("log")
+        ax.set_ylim(top=FIRST_UTTERANCE_LIMIT_MS * 20)
         ax.set_xticks(range(len(models)), models)
-        ax.set_ylabel("ms (batch 1)")
-        ax.legend(fontsize=8)
+        ax.set_ylabel("ms (batch 1, log scale)")
+        ax.legend(fontsize=7, loc="upper left", ncols=2)
         ax2 = axes[1]
         ax2.bar([m for m, _ in speed], [v for _, v in speed], color="#4a7")
         ax2.set_ylabel("tokens/s (batch 1)")

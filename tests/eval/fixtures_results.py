@@ -28,6 +28,11 @@ def _scores(mean: float, seed: int, n: int = 300) -> list[float]:
     return [round(min(1.0, max(0.0, rng.gauss(mean, 0.12))), 4) for _ in range(n)]
 
 
+def _line(start: float, per_eval: float) -> list[list[float]]:
+    """A KTO guard series: one value every 20 steps, changing by `per_eval` each time."""
+    return [[s, round(start + per_eval * s / 20, 6)] for s in range(0, 201, 20)]
+
+
 def _gen(loop: float, eot: float, d1: float, d2: float, rep: float, md: float, canned: float,
          length: float) -> dict[str, float]:
     return {"n": 40, "distinct_1": d1, "distinct_2": d2, "repeated_ngram_rate": rep, "loop_rate": loop,
@@ -44,7 +49,7 @@ _RESULTS: dict[str, Any] = {
         "kto": {"present": True, "path": "data/models/kto/best.ckpt", "reason": "",
                 "parameters": 538240, "mlflow_run_id": None},
     },
-    "absent": ["reranker.best_of_n.latency: reranking=None (no Markov writer in this run)"],
+    "absent": ["markov: data/models/markov/model.json not found (a baseline only, no section of its own)"],
     "lm": {
         "pretrain": {"literature": {"loss": 4.7059, "bpb": 1.8116, "tokens": 20480, "bytes": 76543},
                      "subtitles": {"loss": 5.1022, "bpb": 2.0431, "tokens": 8192, "bytes": 29871},
@@ -79,22 +84,39 @@ _RESULTS: dict[str, Any] = {
          "replies": {"sft": "Хинкали и хачапури.", "kto": "Попробуй хинкали."}},
     ],
     "probes": {
-        "sft": {"ru": {"n": 32, "logprob_accuracy": 0.59375, "keyword_accuracy": 0.125, "mean_margin": 0.213},
-                "en": {"n": 30, "logprob_accuracy": 0.5667, "keyword_accuracy": 0.0667, "mean_margin": 0.101}},
-        "kto": {"ru": {"n": 32, "logprob_accuracy": 0.625, "keyword_accuracy": 0.15625, "mean_margin": 0.244},
-                "en": {"n": 30, "logprob_accuracy": 0.5333, "keyword_accuracy": 0.1, "mean_margin": 0.087}},
+        "sft": {"ru": {"n": 32, "cropped": 2, "logprob_accuracy": 0.59375, "keyword_accuracy": 0.125,
+                       "mean_margin": 0.213, "chance": 0.5},
+                "en": {"n": 30, "cropped": 4, "logprob_accuracy": 0.5667, "keyword_accuracy": 0.0667,
+                       "mean_margin": 0.101, "chance": 0.5}},
+        "kto": {"ru": {"n": 32, "cropped": 2, "logprob_accuracy": 0.625, "keyword_accuracy": 0.15625,
+                       "mean_margin": 0.244, "chance": 0.5},
+                "en": {"n": 30, "cropped": 4, "logprob_accuracy": 0.5333, "keyword_accuracy": 0.1,
+                       "mean_margin": 0.087, "chance": 0.5}},
     },
     "reranker": {
-        "n": 4000, "accuracy": 0.5635, "roc_auc": 0.5912, "average_precision": 0.6104,
-        "auc_by_kind": {"swap": 0.5523, "random": 0.6481, "markov": 0.5732},
-        "mrr_at_k": 0.4127, "hit_at_1": 0.2215, "k": 8,
-        "best_of_n": {"n": 16, "candidates": "markov",
-                      "reranked": {**_gen(0.0, 1.0, 0.55, 0.93, 0.01, 0.0, 0.0, 12.3), "mean_reranker_score": 0.712},
-                      "plain": {**_gen(0.05, 0.9, 0.47, 0.88, 0.03, 0.0, 0.05, 14.1), "mean_reranker_score": 0.503}},
+        "n": 4000, "n_val": 4000, "n_by_kind": {"positive": 1000, "swap": 1000, "two_ahead": 1000,
+                                                 "other_file": 1000},
+        "accuracy": 0.5635, "roc_auc": 0.5912, "average_precision": 0.6104,
+        "auc_by_kind": {"swap": 0.5523, "two_ahead": 0.5732, "other_file": 0.6481},
+        "k": 8, "mrr_at_k": 0.4127, "hit_at_1": 0.2215, "rank_groups": 500,
+        "best_of_n": {"n": 16, "candidates": "markov", "plain_source": "lm", "length_unit": "tokens",
+                      "prompts": 40, "dropped": {"no_candidate": 1}, "notes": ["1 prompt gave no candidate"],
+                      "reranked": {**_gen(0.0, 1.0, 0.55, 0.93, 0.01, 0.0, 0.0, 12.3),
+                                   "mean_reranker_score": 0.712, "picked_from": {"markov": 1.0}},
+                      "unranked": {**_gen(0.1, 1.0, 0.51, 0.90, 0.02, 0.0, 0.0, 13.0),
+                                   "mean_reranker_score": 0.498, "picked_from": {"markov": 1.0}},
+                      "plain": {**_gen(0.05, 0.9, 0.47, 0.88, 0.03, 0.0, 0.05, 14.1),
+                                "mean_reranker_score": 0.503, "picked_from": {"lm": 1.0}}},
     },
     "latency": {
-        "sft": {"ttft_ms": 18.4, "first_phrase_ms": 212.7, "tokens_per_s": 143.2, "n": 12},
-        "kto": {"ttft_ms": 17.9, "first_phrase_ms": 198.3, "tokens_per_s": 146.8, "n": 12},
+        "sft": {"n": 12, "repeats": 3, "device": "cpu", "precision": "fp32", "ttft_ms": 18.4,
+                "first_phrase_ms": 212.7, "first_phrase_tokens": 9.0, "tokens_per_s": 143.2, "dropped": {},
+                "reranked_turn_ms": 1843.0, "reranked_phases_ms": {"markov": 1210.5, "score": 598.1},
+                "reranked_n": 64, "reranked_candidates": "markov"},
+        "kto": {"n": 12, "repeats": 3, "device": "cpu", "precision": "fp32", "ttft_ms": 17.9,
+                "first_phrase_ms": 198.3, "first_phrase_tokens": 8.5, "tokens_per_s": 146.8, "dropped": {},
+                "reranked_turn_ms": 2112.4, "reranked_phases_ms": {"markov": 1290.2, "score": 790.7},
+                "reranked_n": 64, "reranked_candidates": "markov"},
     },
     "pipeline": {
         "data": {
@@ -106,8 +128,8 @@ _RESULTS: dict[str, Any] = {
             "build_dialogues": {"read": {"rows": 2210}, "wrote": {"dialogues": 1840, "turns": 9123},
                                 "dropped": {"too_long": 37}, "notes": ["3 books had no dialogue"]},
         },
-        "tokenizer": {"vocab_size": 4096, "chars_per_token": 3.62, "model_type": "bpe",
-                      "byte_fallback": True, "training_chars": 1234567},
+        "tokenizer": {"kind": "bpe", "vocab_size": 4096, "chars_per_token": 3.62, "bytes_per_token": 6.41,
+                      "fallback_rate": 0.00031, "roundtrip_rate": 1.0, "heldout_docs": 120},
         "training": {
             "pretrain": {"parameters": 538240, "steps": 2000, "tokens": 2048000, "seconds": 412.6,
                          "tokens_per_s": 4963.6, "best_val_loss": 4.7059},
@@ -124,12 +146,13 @@ _RESULTS: dict[str, Any] = {
         "reply_lengths": {"pretrain": [64] * 11 + [40, 52, 58, 61, 63] * 5 + [12, 30, 44, 47],
                           "sft": [8, 12, 15, 19, 22, 23, 25, 27, 30, 31] * 4,
                           "kto": [9, 11, 14, 18, 20, 21, 24, 26, 28, 29] * 4},
-        "kto": {"reward_desirable": [[s, round(0.002 * s / 20, 4)] for s in range(0, 201, 20)],
-                "reward_undesirable": [[s, round(-0.0015 * s / 20, 4)] for s in range(0, 201, 20)],
-                "kl": [[s, round(0.0004 * s / 20, 5)] for s in range(0, 201, 20)],
-                "drift": [[s, round(-0.0005 * s / 20, 5)] for s in range(0, 201, 20)]},
+        # as src/eval/collect.py reads them from the KTO guard's val_curve.json
+        "kto": {"canned_rate": _line(0.15, -0.005), "desirable_drift": _line(0.0, -0.0005),
+                "desirable_drift_per_token": _line(0.0, -0.00003), "loop_rate": _line(0.075, -0.0025),
+                "mean_reply_tokens": _line(23.4, -0.15), "reward_accuracy": _line(0.0, 0.06),
+                "rewards_margin": _line(0.0, 0.0035), "val_loss": _line(0.5, -0.0004)},
         "reranker_scores": {"positive": _scores(0.58, 1), "swap": _scores(0.52, 2),
-                            "random": _scores(0.45, 3), "markov": _scores(0.50, 4)},
+                            "two_ahead": _scores(0.50, 3), "other_file": _scores(0.45, 4)},
         "latency": {"sft": {"ttft_ms": 18.4, "first_phrase_ms": 212.7, "tokens_per_s": 143.2},
                     "kto": {"ttft_ms": 17.9, "first_phrase_ms": 198.3, "tokens_per_s": 146.8}},
     },

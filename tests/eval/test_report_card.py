@@ -86,7 +86,7 @@ def test_full_results_fill_every_section_in_both_files(rendered):
     # The fixture is complete: nothing may render as absent or malformed.
     assert "absent:" not in md and "unexpected shape" not in md
     assert "absent:" not in page
-    assert "reranker.best\\_of\\_n.latency: reranking=None" in sections["Absent parts"]
+    assert "- markov: data/models/markov/model.json not found" in sections["Absent parts"]
 
 
 def test_summary_table_marks_the_best_value_of_each_row(rendered):
@@ -107,8 +107,24 @@ def test_summary_table_marks_the_best_value_of_each_row(rendered):
 def test_numbers_are_formatted_for_reading(rendered):
     md = rendered[0]
     assert "| pretrain | yes | 538,240 | 2,000 | 2,048,000 | 6 min 53 s | 4,964 | 4.706 |" in md
-    assert "1 h 02 min" in md and "1,234,567" in md
+    assert "1 h 02 min" in md and "| fallback\\_rate | 3.10e-04 |" in md
     assert "| clean\\_subs | files 17 · bytes 17,445 |" in md  # a float count shows as a count
+
+
+def test_figures_producers_add_show_without_a_change_here(rendered):
+    sections = md_sections(rendered[0])
+    reranker, latency = sections["Reranker"], sections["Latency"]
+    assert "| metric | reranked | unranked | plain |" in reranker
+    assert "| mean reranker score | **0.712** | 0.498 | 0.503 |" in reranker
+    assert "| picked\\_from · markov | 1.000 | 1.000 | — |" in reranker
+    assert "plain\\_source: lm" in reranker and "dropped · no\\_candidate: 1" in reranker
+    assert "- 1 prompt gave no candidate" in reranker
+    assert "| n\\_by\\_kind · two\\_ahead | 1,000 |" in reranker
+    assert "| reranked turn (ms) | **1,843** | 2,112 |" in latency
+    assert "| reranked\\_phases\\_ms · score | 598.1 | 790.7 |" in latency
+    assert "| device | cpu | cpu |" in latency and "{}" not in latency  # empty dict: no row
+    assert "| chance level (log-prob) | 0.500 | 0.500 |" in sections["Context retention"]
+    assert "| probes cropped to fit the context | 2 | 2 |" in sections["Context retention"]
 
 
 def test_html_is_self_contained_with_png_images(rendered):
@@ -161,6 +177,20 @@ def test_a_missing_model_is_a_column_marked_absent_and_its_sections_say_why(tmp_
     assert "kto: data/models/kto/best.ckpt not found" in sections["Absent parts"]
     assert "| metric | pretrain | sft |" in sections["Generation"]
     assert "absent:" in html_path.read_text(encoding="utf-8")
+
+
+def test_absent_lines_about_a_part_show_in_its_section(tmp_path):
+    results = full_results()
+    results["lm"]["sft"].pop("subtitles")
+    results["absent"] = ["lm.subtitles: no held-out document", "latency: switched off", "lmx: other"]
+    results.pop("latency")
+    results["series"].pop("latency")
+    md_path, _ = render_report_card(results, tmp_path)
+    sections = md_sections(md_path.read_text(encoding="utf-8"))
+    assert "absent: lm.subtitles: no held-out document" in sections["Language modelling"]
+    assert "lmx" not in sections["Language modelling"]
+    assert sections["Latency"].count("absent: latency: switched off") == 1  # once, not twice
+    assert "lm.subtitles: no held-out document" in sections["Absent parts"]
 
 
 def test_results_with_only_models_render_absent_everywhere(tmp_path):

@@ -23,7 +23,7 @@ from src.eval.report_doc import (
 
 @pytest.mark.parametrize("value, shown", [
     (None, "—"), (True, "yes"), (False, "no"), (1234567, "1,234,567"), (1234567.8, "1,234,568"),
-    (17445.0, "17,445"), (123.456, "123.5"), (12.3456, "12.35"), (1.8116, "1.812"), (0.12345, "0.123"),
+    (17445.0, "17,445"), (21.0, "21.00"), (123.456, "123.5"), (12.3456, "12.35"), (1.8116, "1.812"), (0.12345, "0.123"),
     (1.0, "1.000"), (0.0, "0.000"), (-0.0, "0.000"), (-0.0153, "-0.015"), (2.5e-05, "2.50e-05"),
     (float("nan"), "nan"), (float("inf"), "∞"), (float("-inf"), "-∞"), ("bpe", "bpe"),
 ])
@@ -53,6 +53,12 @@ def test_marked_row_marks_the_best_by_direction_and_only_when_comparable():
 
 def test_markdown_cells_are_inert():
     assert md_cell("<b>a|b</b>\n*x*") == "&lt;b&gt;a\\|b&lt;/b&gt;<br>\\*x\\*"
+
+
+def test_control_characters_become_visible_and_cr_a_newline():
+    assert md_cell("a\x00b\x1bc\r\nd\re") == "a\\\\x00b\\\\x1bc<br>d<br>e"
+    page = render_html("R", [Section("S", "s", [Para("bell\x07 del\x7f")])], "n")
+    assert "bell\\x07 del\\x7f" in page and "\x07" not in page
 
 
 def test_both_renderings_escape_and_mark_the_same_blocks():

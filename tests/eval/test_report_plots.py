@@ -65,3 +65,4 @@ def test_a_single_point_or_a_constant_still_draws():
     assert plots.reranker_scores({"positive": [0.5, 0.5]}) is not None
     assert plots.kto_series({"kl": [[0, 0.0]]}) is not None
     assert plots.latency({"sft": {"tokens_per_s": 12.0}}) is not None
+    assert plots.latency({"sft": {"ttft_ms": 0.0, "first_phrase_ms": 5.0}}) is not None
