@@ -159,15 +159,15 @@ def models_section(results: Mapping[str, Any], models: list[str]) -> list:
     rows = []
     for m in [m for m in models if m in info or m in training]:
         meta, train = _map(info.get(m)), _map(training.get(m))
-        present = meta.get("present", True)
-        cells = [Cell(m), Cell("yes" if present else f"no: {meta.get('reason') or 'no reason given'}")]
-        for key, _, formatter in TRAINING:
-            value = train.get(key, meta.get("parameters") if key == "parameters" else None)
-            cells.append(Cell(formatter(value)))
-        cells.append(Cell(str(meta.get("mlflow_run_id") or doc.MISSING)))
-        rows.append(cells)
+        present = "yes" if meta.get("present", True) else f"no: {meta.get('reason') or 'no reason given'}"
+        rows.append([Cell(m), Cell(present)] + [
+            Cell(f(train.get(key, meta.get("parameters") if key == "parameters" else None)))
+            for key, _, f in TRAINING] + [Cell(str(meta.get("mlflow_run_id") or doc.MISSING))])
     blocks: list = [Table(["model", "present"] + [label for _, label, _ in TRAINING] + ["MLflow run"],
                           rows)]
+    if not any(_map(t).get("seconds") is not None for t in training.values()):
+        blocks.append(Para("Training time and throughput are wall-clock figures, kept out of the "
+                           "DVC-tracked results; each training stage's MLflow run has them."))
     png = plots.loss_curves(_map(_get(results, "series.loss_curves")))
     blocks.append(Figure(png, "training and validation loss per model") if png
                   else Absent(why_absent(results, "series.loss_curves", "loss curves")))

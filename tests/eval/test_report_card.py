@@ -107,6 +107,7 @@ def test_summary_table_marks_the_best_value_of_each_row(rendered):
 def test_numbers_are_formatted_for_reading(rendered):
     md = rendered[0]
     assert "| pretrain | yes | 538,240 | 2,000 | 2,048,000 | 6 min 53 s | 4,964 | 4.706 |" in md
+    assert "wall-clock figures" not in md  # the fixture has them
     assert "1 h 02 min" in md and "| fallback\\_rate | 3.10e-04 |" in md
     assert "| clean\\_subs | files 17 · bytes 17,445 |" in md  # a float count shows as a count
 
@@ -202,6 +203,8 @@ def test_results_with_only_models_render_absent_everywhere(tmp_path):
         if title not in ("Models", "Absent parts"):
             assert "absent: " in sections[title], title
     assert "absent: results.json has no 'lm' data" in sections["Language modelling"]
+    assert "| sft | no: not trained |" in sections["Models"]
+    assert "Training time and throughput are wall-clock figures" in sections["Models"]
     assert "nothing listed as absent" in sections["Absent parts"]
     page = html_path.read_text(encoding="utf-8")
     assert page.count('<p class="absent">') >= len(SECTION_TITLES) - 2
