@@ -256,7 +256,9 @@ def evaluate(cfg: DictConfig, run: StageRun) -> None:
     results: dict[str, Any] = {"models": {}, "absent": [], "lm": {}, "unigram": {}, "generation": {}, "samples": [],
                                "probes": {}, "reranker": {}, "latency": {},
                                "series": {"reply_lengths": {}, "reranker_scores": {}, "latency": {}}}
+    started = time.perf_counter()
     loaded = load_models(e, results, run)
+    run.summary.timings["load_s"] = round(time.perf_counter() - started, 3)
     notes: list[str] = []
     folders = {name: (resolve(folder) if name in loaded else None)
                for name, folder in OmegaConf.to_container(e.models).items()}
@@ -318,8 +320,10 @@ def write_outputs(e: DictConfig, out_dir: Path, results: dict[str, Any], samples
     if e.report:
         from src.eval.report_card import render_report_card
 
+        started = time.perf_counter()
         md, html = render_report_card(results, out_dir)
         written += [md.name, html.name]
+        run.summary.timings["report_s"] = round(time.perf_counter() - started, 3)
     run.summary.add("wrote", "files", len(written))
     run.summary.add("wrote", "samples", len(samples))
     for name in written:
@@ -342,6 +346,9 @@ def log_evaluated_runs(results: dict[str, Any], run: StageRun) -> None:
     stages = [name for name, m in results["models"].items() if m.get("present")]
     found = producing_runs(stages, cfg=run.cfg)
     mlflow.set_tags({f"eval.evaluated.{stage}": run_id for stage, run_id in found.items() if run_id})
+    missing = [stage for stage, run_id in found.items() if not run_id]
+    if missing:
+        run.summary.notes.append(f"MLflow: no run in the store made the {', '.join(missing)} model(s); not linked")
     run.log_metrics(flat_numbers(metrics_view(results)))
 
 
