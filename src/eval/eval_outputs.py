@@ -27,7 +27,6 @@ from src.config.sections.eval import MODEL_NAMES
 
 LENGTH_BIN = 4  # tokens per bar of the reply length histogram
 SCORE_BINS = 20
-PROBE_KEYS = ("n", "logprob_accuracy", "keyword_accuracy", "mean_margin")
 RERANKER_KEYS = ("n", "accuracy", "roc_auc", "average_precision", "mrr_at_k", "hit_at_1", "k")
 LATENCY_KEYS = ("ttft_ms", "first_phrase_ms", "tokens_per_s", "reranked_turn_ms")
 # Columns dvc.yaml's plots name: always written (a plot whose field is missing is not drawn)
@@ -48,7 +47,7 @@ def metrics_view(results: Mapping[str, Any]) -> dict[str, Any]:
                for m, corpora in results.get("lm", {}).items()},
         "unigram": {c: _numbers(f, ("loss", "bpb")) for c, f in results.get("unigram", {}).items()},
         "generation": {m: _numbers(f) for m, f in results.get("generation", {}).items()},
-        "probes": {m: {lang: _numbers(f, PROBE_KEYS) for lang, f in p.items() if isinstance(f, Mapping)}
+        "probes": {m: {lang: _numbers(f) for lang, f in p.items() if isinstance(f, Mapping)}
                    for m, p in results.get("probes", {}).items()},
     }
     reranker = results.get("reranker") or {}
