@@ -187,11 +187,11 @@ class RecordingEngine:
 def build_reranking(reranker_dir: str | Path, loaded: Any | None, *, candidates: str, n: int,
                     markov_dir: str | Path | None, engine: Any | None = None, markov_generate: Any = None,
                     params: SamplingParams | None = None, context_lines: int = 6, reply_share: float = 0.25,
-                    lm_batch: int = 256, device: str = "cpu", precision: str = "fp32") -> Reranking:
+                    lm_batch: int = 256, device: str = "cpu", precision: str = "auto") -> Reranking:
     """The Reranking the chat's --rerank mode would use: the exported reranker, the Markov model in
     `markov_dir` (generation settings `markov_generate`: markov.generate's fields, defaults when
-    None), and the chat model `loaded` through `engine` (an fp32 Engine when None). InputError or
-    ValueError name what is missing."""
+    None), and the chat model `loaded` through `engine` (when None, an Engine of `precision`: auto
+    is the chat's default, int8 on CPU). InputError or ValueError name what is missing."""
     from src.config.sections.markov import MarkovGenerateConfig
     from src.generation.engine import Engine
     from src.generation.markov import MarkovModel
