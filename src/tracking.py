@@ -11,11 +11,11 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.errors import InputError
 from src.paths import PROJECT_ROOT, main_checkout_root
 from src.tracking_inputs import log_input_files, log_stage_inputs
 from src.tracking_pipeline import (
@@ -179,7 +179,9 @@ def key_metrics(report_files: Sequence[Path], timings: Mapping[str, float]) -> d
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: not JSON ({exc})") from None
+                # Said, not raised: the stage has finished and its run must still be ended.
+                print(f"warning: {path}: not JSON ({exc}); no key.* metrics from it", file=sys.stderr)
+                continue
             if isinstance(data, Mapping):
                 out.update({f"key.{k}": v for k, v in flat_numbers(data).items()})
     if "tokens_per_s" in timings:

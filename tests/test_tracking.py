@@ -138,7 +138,9 @@ def test_key_metrics_flatten_the_report(tmp_path: Path) -> None:
     report = tmp_path / "metrics.json"
     report.write_text(json.dumps({"val_loss": 4.5, "best_val_loss": 4.25, "steps": 200, "val_bpb": None,
                                   "collapse_reason": "x", "lm": {"subtitles": {"bpb": 2.0}}}))
-    assert key_metrics([report, tmp_path / "absent.json"], {"tokens_per_s": 1000.0}) == {
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert key_metrics([report, tmp_path / "absent.json", broken], {"tokens_per_s": 1000.0}) == {
         "key.val_loss": 4.5, "key.best_val_loss": 4.25, "key.steps": 200.0,
         "key.lm.subtitles.bpb": 2.0, "key.tokens_per_s": 1000.0}
 
