@@ -31,8 +31,10 @@ from src.paths import CONF_DIR
 CHAR_VOCAB_SIZE = 201
 
 
-def build_model(preset: str) -> GPT:
+def build_model(preset: str, overrides: dict | None = None) -> GPT:
+    """conf/model/<preset>.yaml with random weights; `overrides` replace keys (e.g. tiny shapes)."""
     cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{preset}.yaml"))
+    cfg.update(overrides or {})
     if cfg["vocab_size"] == 0:
         cfg["vocab_size"] = CHAR_VOCAB_SIZE
     torch.manual_seed(0)

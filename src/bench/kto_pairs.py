@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,6 +72,35 @@ def real_setup(checkpoint: str | None, recipe: Any) -> tuple[Any, Any, list[Prom
     return loaded.model, loaded.tokenizer, prompts
 
 
+def time_presets(engine: Engine, prompts: list[PromptRow], recipe: Any, samples_per_prompt: int,
+                 batch_size: int, count: int | None = None, max_new_tokens: int | None = None,
+                 deadline: float | None = None,
+                 on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Sample every preset of `recipe` as the stage does, timed one by one: rows of preset, replies,
+    new tokens, seconds. `count` replaces the presets' counts, `max_new_tokens` caps their limits;
+    presets left when time.perf_counter() passes `deadline` are not run (the rows say which ran);
+    `on_row` gets the rows so far after each preset."""
+    rows = []
+    for index, (name, preset) in enumerate(recipe.presets.items()):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        settings = dict(OmegaConf.to_container(preset))
+        if count:
+            settings["count"] = count
+        if max_new_tokens:
+            settings["max_new_tokens"] = min(settings["max_new_tokens"], max_new_tokens)
+        _sync(engine.device)
+        start = time.perf_counter()
+        result = sample_preset(engine, prompts, name, SimpleNamespace(**settings), preset_index=index,
+                               samples_per_prompt=samples_per_prompt, batch_size=batch_size, seed=0)
+        _sync(engine.device)
+        rows.append({"preset": name, "replies": len(result.replies), "tokens": result.new_tokens,
+                     "seconds": time.perf_counter() - start})
+        if on_row is not None:
+            on_row(rows)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", help="a conf/model preset with random weights (default: a real checkpoint)")
@@ -103,26 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     # Warm-up (CUDA graphs, allocator) on a few rows, not timed.
     warm = SimpleNamespace(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=8, count=spp)
     sample_preset(engine, prompts, "warmup", warm, preset_index=99, samples_per_prompt=spp, batch_size=batch, seed=0)
-    total_n = total_tokens = 0
-    total_s = 0.0
+    rows = time_presets(engine, prompts, recipe, spp, batch, args.count, args.max_new_tokens)
     print(f"{'preset':<10}{'replies':>9}{'tokens':>10}{'seconds':>10}{'replies/s':>11}{'tokens/s':>11}")
-    for index, (name, preset) in enumerate(recipe.presets.items()):
-        settings = dict(OmegaConf.to_container(preset))
-        if args.count:
-            settings["count"] = args.count
-        if args.max_new_tokens:
-            settings["max_new_tokens"] = min(settings["max_new_tokens"], args.max_new_tokens)
-        preset = SimpleNamespace(**settings)
-        _sync(device)
-        start = time.perf_counter()
-        result = sample_preset(engine, prompts, name, preset, preset_index=index, samples_per_prompt=spp,
-                               batch_size=batch, seed=0)
-        _sync(device)
-        seconds = time.perf_counter() - start
-        n = len(result.replies)
-        total_n, total_tokens, total_s = total_n + n, total_tokens + result.new_tokens, total_s + seconds
-        print(f"{name:<10}{n:>9}{result.new_tokens:>10}{seconds:>10.2f}{n / seconds:>11.2f}"
-              f"{result.new_tokens / seconds:>11.0f}")
+    for r in rows:
+        print(f"{r['preset']:<10}{r['replies']:>9}{r['tokens']:>10}{r['seconds']:>10.2f}"
+              f"{r['replies'] / r['seconds']:>11.2f}{r['tokens'] / r['seconds']:>11.0f}")
+    total_n, total_tokens = sum(r["replies"] for r in rows), sum(r["tokens"] for r in rows)
+    total_s = sum(r["seconds"] for r in rows)
     print(f"{'all':<10}{total_n:>9}{total_tokens:>10}{total_s:>10.2f}{total_n / total_s:>11.2f}"
           f"{total_tokens / total_s:>11.0f}")
     print(f"at this rate 3,000 replies take {3000 * total_s / max(total_n, 1):.0f} s")

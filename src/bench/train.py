@@ -21,12 +21,13 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from src.config import compose, load_config
 from src.paths import CONF_DIR, resolve
@@ -108,7 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def bench_config(args: argparse.Namespace):
+def bench_overrides(args: argparse.Namespace) -> list[str]:
+    """The Hydra overrides of a benchmark run: `--preset` on its recipe, no data stages, no warmup."""
     trainer = "gpu" if args.device == "cuda" else "cpu"
     pretrain = args.preset if (CONF_DIR / "pretrain" / f"{args.preset}.yaml").exists() else "sample"
     overrides = [*(f"~{g}" for g in DATA_STAGE_GROUPS), f"model={args.preset}", f"trainer={trainer}",
@@ -121,7 +123,14 @@ def bench_config(args: argparse.Namespace):
         overrides.append(f"pretrain.micro_batch_size={args.micro_batch}")
     if args.precision:
         overrides.append(f"trainer.precision={args.precision}")
-    return load_config(compose(overrides + list(args.overrides)))
+    return overrides + list(args.overrides)
+
+
+def bench_config(args: argparse.Namespace, composer: Callable[[list[str]], DictConfig] = compose
+                 ) -> DictConfig:
+    """The typed config of a benchmark run; `composer` is Hydra's compose, or one that needs no
+    Hydra (src/bench/gpu_suite/config.py: the GPU device has no hydra-core)."""
+    return load_config(composer(bench_overrides(args)))
 
 
 def sft_windows(args: argparse.Namespace, vocab: int, block_size: int, seed: int) -> PackedWindows:
@@ -153,9 +162,11 @@ def sft_windows(args: argparse.Namespace, vocab: int, block_size: int, seed: int
     return pack_windows(items, block_size)
 
 
-def run(args: argparse.Namespace, data_dir: Path, windows: PackedWindows | None = None) -> dict[str, float | str]:
-    """Time pretraining on `data_dir`, or SFT on `windows` at the same model and batch shape."""
-    cfg = bench_config(args)
+def run(args: argparse.Namespace, data_dir: Path, windows: PackedWindows | None = None,
+        cfg: DictConfig | None = None) -> dict[str, float | str]:
+    """Time pretraining on `data_dir`, or SFT on `windows` at the same model and batch shape
+    (`cfg`: a config built already, by default `bench_config(args)`)."""
+    cfg = cfg if cfg is not None else bench_config(args)
     p, t = cfg.pretrain, cfg.trainer
     set_torch_globals(t)
     L.seed_everything(cfg.seed, verbose=False)
@@ -187,6 +198,7 @@ def run(args: argparse.Namespace, data_dir: Path, windows: PackedWindows | None 
     result: dict[str, float | str] = {
         "preset": args.preset, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "precision": t.precision, "compile": str(t.compile), "params": gpt.num_params(),
+        "flops_per_token": gpt.flops_per_token(), "micro_batch": batch.micro_batch_size,
         "tokens_per_step": batch.tokens_per_step, "ms_per_step": 1000 * seconds / args.steps,
         "tokens_per_s": tokens_per_s, "mode": "pretrain" if windows is None else "sft",
     }
