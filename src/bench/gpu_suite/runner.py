@@ -104,10 +104,16 @@ def run_inline(part: Part, ctx: PartContext) -> dict[str, Any]:
     def expire(signum: int, frame: Any) -> None:
         raise PartTimeout(f"past its limit of {ctx.limit_s:.0f} s")
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(ctx.limit_s, 0.01))
     try:
-        result = resolve_target(part.target)(ctx) or {}
+        # Imported before the timer starts: an import cut short by the alarm would leave a package
+        # half-initialized in sys.modules and break every later part that imports it.
+        function = resolve_target(part.target)
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": _tail(traceback.format_exc())}
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(ctx.limit_s - (time.perf_counter() - ctx.started), 0.01))
+    try:
+        result = function(ctx) or {}
         ctx.record(**result)
         return {"status": "ok"}
     except PartTimeout as exc:
