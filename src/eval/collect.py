@@ -4,14 +4,17 @@ Nothing is recomputed here: the data stages' report.json files give the sizes be
 cleaning and what was dropped; the tokenizer's report its figures; each model's metrics.json its
 size, steps and losses, its val_curve.json the validation curve; the KTO checkpoint folder's
 val_curve.json the guard's per-evaluation rewards, drift and failure rates. throughput.json (wall
-clock, beside a model's metrics.json, not tracked by DVC) is read when present, and its figures go
-to the caller's timings, never into results (they would make results.json differ run to run).
+clock, beside a model's metrics.json, not tracked by DVC) is read when present: its figures go to
+the caller's timings and to results["pipeline"]["training"][model] (`seconds`, `tokens_per_s`): the
+report card must show training time and throughput. Like the latency part they differ run to run;
+every other figure of results.json is deterministic.
 
 A missing or unreadable file leaves its part out with a note, never a crash: the report card says
 "absent" for it.
 
-Training-loss curves: the training callbacks record only validation points (val_curve.json), so
-`series.loss_curves.<model>.train` is absent and the report says so.
+Training-loss curves: each val_curve.json point carries the training loss of that step
+(`train_loss`, recorded by src/training/callbacks.py); curves written before that have none, and the
+report says the training curve is absent.
 """
 
 from __future__ import annotations
@@ -139,8 +142,8 @@ def model_facts(model_dir: Path, notes: list[str]) -> dict[str, Any]:
         training["parameters"] = training.pop("params")
     if "steps" in training and "tokens_per_step" in training:
         training["tokens"] = training["steps"] * training["tokens_per_step"]
-    curve = _curve(read_json(model_dir / "val_curve.json", notes), "val_loss")
-    return {"training": training, "val": curve}
+    rows = read_json(model_dir / "val_curve.json", notes)
+    return {"training": training, "val": _curve(rows, "val_loss"), "train": _curve(rows, "train_loss")}
 
 
 def throughput_facts(report_dir: Path, notes: list[str]) -> dict[str, float]:
@@ -172,11 +175,17 @@ def collect(models: Mapping[str, Path | None], reports_dir: str | Path, tokenize
         if folder is None:
             continue
         facts = model_facts(folder, notes)
+        wall_clock = throughput_facts(reports / name, notes)
+        if "train_seconds" in wall_clock:
+            facts["training"]["seconds"] = wall_clock["train_seconds"]
+        if "tokens_per_s" in wall_clock:
+            facts["training"]["tokens_per_s"] = wall_clock["tokens_per_s"]
         if facts["training"]:
             pipeline["training"][name] = facts["training"]
-        if facts["val"]:
-            curves[name] = {"val": facts["val"]}
-        timings.update({f"{name}.{k}": v for k, v in throughput_facts(reports / name, notes).items()})
+        curves[name] = {part: facts[part] for part in ("train", "val") if facts[part]}
+        if not curves[name]:
+            del curves[name]
+        timings.update({f"{name}.{k}": v for k, v in wall_clock.items()})
         if name == "kto":
             kto = kto_series(folder, notes)
     return pipeline, {"loss_curves": curves, "kto": kto}

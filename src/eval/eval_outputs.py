@@ -93,8 +93,12 @@ def plot_files(results: Mapping[str, Any]) -> dict[str, str]:
     series = results.get("series") or {}
     files: dict[str, str] = {}
     for model, curves in (series.get("loss_curves") or {}).items():
-        if curves.get("val"):
-            files[f"loss_{model}.csv"] = _csv(("step", "val_loss"), [(s, _round(v)) for s, v in curves["val"]])
+        if curves.get("val") or curves.get("train"):
+            train, val = dict(curves.get("train") or []), dict(curves.get("val") or [])
+            steps = sorted({*train, *val})
+            files[f"loss_{model}.csv"] = _csv(
+                ("step", "train_loss", "val_loss"),
+                [(s, _round(train[s]) if s in train else "", _round(val[s]) if s in val else "") for s in steps])
     lengths = series.get("reply_lengths") or {}
     if any(lengths.values()):
         top = max(max(v) for v in lengths.values() if v)

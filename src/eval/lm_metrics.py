@@ -79,9 +79,13 @@ def _cap(texts: Iterable[str], max_bytes: int) -> tuple[list[str], int, int, int
     return kept, total, seen, seen - len(kept)
 
 
+# the tokenize stage's own default for `tokenize.corpora` (src/config/sections/tokenize.py)
+PLAIN_SPLIT_DEFAULT = ("literature", "subtitles")
+
+
 def _source(lcfg: Any, name: str) -> CorpusSource:
     key = f"{name}_path"
-    languages = tuple(lcfg.subtitles_languages) if name == "subtitles" else ()
+    languages = tuple(lcfg.subtitles_languages or ()) if name == "subtitles" else ()
     return CorpusSource(name, resolve(lcfg[key]), f"eval.lm.{key}", languages)
 
 
@@ -95,7 +99,8 @@ def plain_heldout(lcfg: Any, names: Sequence[str], notes: list[str]) -> dict[str
             notes.append(f"lm: {n}: {_source(lcfg, n).path} not found (eval.lm.{n}_path); corpus left out")
     # Corpora split together by the tokenize stage are listed together, as it lists them, so the
     # tiny-corpus fallbacks move the same document; any other corpus is split on its own.
-    groups = [[n for n in lcfg.split_corpora if n in present]] + [[n] for n in present if n not in lcfg.split_corpora]
+    together = list(lcfg.split_corpora) if lcfg.split_corpora is not None else list(PLAIN_SPLIT_DEFAULT)
+    groups = [[n for n in together if n in present]] + [[n] for n in present if n not in together]
     out: dict[str, HeldOut] = {}
     for group in filter(None, groups):
         sources = [_source(lcfg, n) for n in group]

@@ -182,7 +182,10 @@ class Evaluator(StepCallback):
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
         val_loss = self.validation_loss(trainer, pl_module)
         val_bpb = bits_per_byte(val_loss, self.plan.tokens_per_byte)
-        self.curve.append({"step": step, "val_loss": val_loss, "val_bpb": val_bpb})
+        # The training loss of the step validated, beside the validation figures, so one file holds
+        # both curves (the eval stage plots them; deterministic like the checkpoints).
+        self.curve.append({"step": step, "train_loss": float(pl_module.last_loss), "val_loss": val_loss,
+                           "val_bpb": val_bpb})
         for logger in trainer.loggers:
             logger.log_metrics({"val/loss": val_loss, "val/bpb": val_bpb}, step=step)
         if trainer.is_global_zero:
@@ -248,7 +251,7 @@ class Evaluator(StepCallback):
             "val_loss": last.get("val_loss"),
             "val_bpb": last.get("val_bpb"),
             # whatever else a subclass records per evaluation (the SFT evaluator: reply metrics)
-            **{k: v for k, v in last.items() if k not in {"step", "val_loss", "val_bpb"}},
+            **{k: v for k, v in last.items() if k not in {"step", "train_loss", "val_loss", "val_bpb"}},
             "best_val_loss": self.best_loss if self.best_step >= 0 else None,
             "best_step": self.best_step,
         }

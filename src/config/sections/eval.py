@@ -31,11 +31,13 @@ class EvalLMConfig:
     corpora: list[str] = field(default_factory=lambda: list(CORPORA))
     literature_path: str = "data/clean/librus.parquet"
     subtitles_path: str = "data/clean/subtitles.parquet"
-    subtitles_languages: list[str] = field(default_factory=list)
+    # None (the default when the tokenizer section is absent): every language
+    subtitles_languages: list[str] | None = None
     dialogues_path: str = "data/dialogues/dialogues.parquet"
     # the tokenize stage's split rule (hash of the document id): the held-out literature and
     # subtitle documents are those it wrote to val.bin
-    split_corpora: list[str] = field(default_factory=lambda: ["literature", "subtitles"])
+    # None (when the tokenize section is absent): literature and subtitles, its own default
+    split_corpora: list[str] | None = None
     val_fraction: float = 0.1
     split_salt: str = ""
     # the unigram baseline counts token frequencies on this tokenize output's train.bin
