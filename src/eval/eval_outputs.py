@@ -31,7 +31,7 @@ RERANKER_KEYS = ("n", "accuracy", "roc_auc", "average_precision", "mrr_at_k", "h
 LATENCY_KEYS = ("ttft_ms", "first_phrase_ms", "tokens_per_s", "reranked_turn_ms")
 # Columns dvc.yaml's plots name: always written (a plot whose field is missing is not drawn)
 KTO_COLUMNS = ("rewards_margin", "reward_accuracy", "desirable_drift_per_token", "loop_rate", "canned_rate")
-SAMPLE_KINDS = ("positive", "swap", "two_ahead", "other_file")  # src/data/reranker's kinds
+SAMPLE_KINDS = ("positive", "swap", "two_ahead", "other_file", "markov")  # src/data/reranker's kinds
 
 
 def _numbers(d: Any, keys: Sequence[str] | None = None) -> dict[str, float]:

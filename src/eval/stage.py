@@ -138,20 +138,25 @@ def generate_replies(loaded: LoadedModel, prompts: Sequence[Mapping[str, Any]], 
     return rows, too_long
 
 
+def sampling(cfg: DictConfig, max_new_tokens: int) -> SamplingParams:
+    """The generation section's sampling settings, one reply budget: the same for every part."""
+    g = cfg.generation
+    return SamplingParams(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
+                          repetition_penalty=g.repetition_penalty, max_new_tokens=max_new_tokens)
+
+
 def generation_part(e: DictConfig, cfg: DictConfig, loaded: Mapping[str, LoadedModel], prompts: list[dict[str, Any]],
                     results: dict[str, Any], run: StageRun) -> list[dict[str, Any]]:
     """results["generation"], ["samples"], series["reply_lengths"]; returns the samples.jsonl rows."""
     from src.eval.detectors import detect_failures
 
-    g = cfg.generation
-    params = SamplingParams(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
-                            repetition_penalty=g.repetition_penalty, max_new_tokens=e.generation.max_new_tokens)
+    params = sampling(cfg, e.generation.max_new_tokens)
     thresholds = OmegaConf.to_container(e.generation.detectors)
     samples: list[dict[str, Any]] = []
     by_prompt: dict[str, dict[str, str]] = {}
     for name, model in loaded.items():
         rows, too_long = generate_replies(model, prompts, params, seed=cfg.seed, batch_size=e.generation.batch_size,
-                                          reply_share=g.reply_share, precision=e.precision)
+                                          reply_share=cfg.generation.reply_share, precision=e.precision)
         if too_long:
             run.summary.add("dropped", f"{name}_prompts_too_long_for_the_context", too_long)
         figures = reply_metrics([r["reply"] for r in rows], [r["prompt"] for r in rows],
@@ -202,7 +207,8 @@ def reranker_part(e: DictConfig, cfg: DictConfig, loaded: Mapping[str, LoadedMod
         else:
             best = compare_best_of_n(loaded.get(r.model), resolve(r.dir), prompts[:r.max_prompts], n=r.n,
                                      candidates=r.candidates, markov_dir=resolve(r.markov_dir), seed=cfg.seed,
-                                     precision=e.precision)
+                                     precision=e.precision, params=sampling(cfg, e.generation.max_new_tokens),
+                                     thresholds=OmegaConf.to_container(e.generation.detectors))
             for s in best.pop("samples", []):
                 samples.append({**s, "model": f"{r.model}+best_of_{r.n}"} if isinstance(s, dict) else s)
             figures["best_of_n"] = best
@@ -214,9 +220,7 @@ def latency_part(e: DictConfig, cfg: DictConfig, loaded: Mapping[str, LoadedMode
     from src.eval.latency import measure_latency
 
     lat = e.latency
-    g = cfg.generation
-    params = SamplingParams(temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
-                            repetition_penalty=g.repetition_penalty, max_new_tokens=lat.max_new_tokens)
+    params = sampling(cfg, lat.max_new_tokens)
     for name, model in loaded.items():
         if not model.chat:
             continue
