@@ -78,16 +78,9 @@ class MarkovModel:
         self.order = forward.order
         self.min_choices = int(meta["min_choices"])
         self.meta = meta
-        # every piece's UTF-8 bytes in one buffer (PAD and BOS empty, EOS a newline), for texts()
-        encoded = [b"", b"", b"\n"] + [p.encode("utf-8") for p in vocab[len(RESERVED):]]
-        self._piece_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        lengths = np.array([len(b) for b in encoded], dtype=np.int64)
-        # 32-bit byte positions while the vocabulary's bytes allow (a batch of lines is far smaller)
-        index = np.int32 if len(self._piece_bytes) < 2**30 else np.int64
-        self._piece_span = np.empty(len(encoded), dtype=[("offset", index), ("size", index)])
-        self._piece_span["offset"] = np.cumsum(lengths) - lengths
-        self._piece_span["size"] = lengths
-        self._spaced = np.array([b.startswith(b" ") for b in encoded], dtype=bool)
+        # every piece's text (PAD and BOS empty, EOS a newline), for _decode's one join
+        self._strings = np.array(["", "", "\n", *vocab[len(RESERVED):]], dtype=object)
+        self._spaced = np.array([p.startswith(" ") for p in self._strings], dtype=bool)
         uni = np.zeros(len(vocab), dtype=np.int64)
         n_uni = forward.state_choices[0]
         uni[forward.next_ids[:n_uni]] = np.diff(forward.cum_end[:n_uni], prepend=0)
@@ -176,26 +169,12 @@ class MarkovModel:
         return self._decode(pieces[keep])
 
     def _decode(self, flat: np.ndarray) -> list[str]:
-        """The lines of `flat` (piece ids, each line ended by EOS), all decoded at once: their bytes
-        gathered into one buffer with a newline per line end, then split."""
-        span = self._piece_span.take(flat)
-        sizes = span["size"]
-        if not sizes.all():  # PAD and BOS spell nothing
-            span = span[sizes > 0]
-            sizes = span["size"]
-        if len(span) == 0:
+        """The lines of `flat` (piece ids, each line ended by EOS), all decoded at once: the pieces'
+        strings joined with a newline per line end (EOS spells one), then split."""
+        if len(flat) == 0:
             return []
-        # Byte j of the output is piece_bytes[src[j]], src running up by one within a piece and
-        # jumping to the next piece's offset at its first byte: a cumulative sum of ones with the
-        # jumps written in (cheaper than repeating every piece's offset over its bytes).
-        ends = np.cumsum(sizes, dtype=np.int64)
-        offsets = span["offset"]
-        index = np.int32 if ends[-1] < 2**31 and offsets.dtype == np.int32 else np.int64
-        jump = np.ones(int(ends[-1]), dtype=index)
-        jump[0] = offsets[0]
-        jump[ends[:-1]] = offsets[1:] - offsets[:-1] - sizes[:-1] + 1
-        data = self._piece_bytes.take(np.cumsum(jump, dtype=index)).tobytes().decode("utf-8")
-        lines = data.split("\n")[:-1]
+        lines = "".join(self._strings.take(flat).tolist()).split("\n")
+        lines.pop()  # after the last line end
         # only a line that begins with a spaced piece needs stripping (a seed at the line start)
         return list(map(str.strip, lines)) if self._spaced.take(flat[1:][flat[:-1] == EOS]).any() \
             or self._spaced[flat[0]] else lines
@@ -205,28 +184,41 @@ class MarkovModel:
         """The pieces of up to `n_seeded` lines grown from `words` and `n_start` from line starts,
         each line ended by EOS, and the word each grew from (None: a line start). The forward walks
         of both kinds run as one (a walk's cost is mostly per step, not per row)."""
-        back, back_len, start, which, first = self._grow_back(n_seeded, words, weights, rng, max_pieces)
+        back, back_len, back_col, start, which, first = self._grow_back(n_seeded, words, weights, rng,
+                                                                        max_pieces)
         bos = self.forward.states(np.full((1, self.order), BOS, dtype=np.int32), self.min_choices)
-        fwd, fwd_len = self.forward.walk(np.concatenate([first, np.repeat(bos, n_start)]), max_pieces, rng)
-        column = np.arange(max_pieces)
+        fwd, fwd_len = self.forward.walk_steps(np.concatenate([first, np.repeat(bos, n_start)]),
+                                               max_pieces, rng)
         k = len(start)
-        # seeded rows: the backward pieces reversed, the seed, the forward ones and EOS, the masks
-        # keeping each row's own pieces in reading order (an unfinished row keeps nothing)
-        ok = fwd_len[:k] >= 0
-        lines = np.concatenate([back[ok, ::-1], start[ok, None], fwd[:k][ok]], axis=1)
-        keep = np.concatenate([column[::-1] < back_len[ok, None], np.ones((int(ok.sum()), 1), bool),
-                               column <= fwd_len[:k][ok, None]], axis=1)
-        flat = np.concatenate([lines[keep], fwd[k:][column <= fwd_len[k:, None]]])
-        return flat, [words[i] for i in which[ok]] + [None] * int((fwd_len[k:] >= 0).sum())
+        done = np.flatnonzero(fwd_len >= 0)  # unfinished lines are dropped here
+        seeded, from_start = done[done < k], done[done >= k]
+        # Each line is read off the walks' step-major outputs, one buffer holding both walks and the
+        # seeds, as segments of evenly spaced ids: (for a seeded line) its backward pieces from the
+        # farthest back to the nearest, its seed, then its forward pieces up to EOS.
+        rows_b, rows_f = back.shape[1], fwd.shape[1]
+        at_start, at_fwd = back.size, back.size + k
+        lb = back_len[seeded]
+        begin = np.concatenate([np.stack([(lb - 1) * rows_b + back_col[seeded], at_start + seeded,
+                                          at_fwd + seeded], axis=1).ravel(), at_fwd + from_start])
+        stride = np.concatenate([np.tile(np.array([-rows_b, 1, rows_f]), len(seeded)),
+                                 np.full(len(from_start), rows_f)])
+        count = np.concatenate([np.stack([lb, np.ones_like(lb), fwd_len[seeded] + 1], axis=1).ravel(),
+                                fwd_len[from_start] + 1])
+        buffer = np.concatenate([back.ravel(), start, fwd.ravel()])
+        flat = buffer.take(_spans(begin, stride, count))
+        # the word of each line; words[len(words)] is None (a line start)
+        labels = np.array([*words, None], dtype=object)
+        return flat, labels.take(np.concatenate([which[seeded], np.full(len(from_start), len(words))])).tolist()
 
     def _grow_back(self, rows: int, words: list[str], weights: np.ndarray, rng: np.random.Generator,
-                   max_pieces: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Seeds for `rows` lines and the walks from each back to a line start: the backward pieces
-        ([B, max_pieces], nearest the seed first) and their number, the seed piece, the index of its
-        word and the forward state after it. Rows that reach no line start are dropped."""
+                   max_pieces: int) -> tuple[np.ndarray, ...]:
+        """Seeds for `rows` lines and the walks from each back to a line start. Returns the backward
+        walk's pieces (step-major, [max_pieces, rows], nearest the seed first), and for the rows
+        that reached a line start (the others are dropped): their number of backward pieces, their
+        column in the walk, the seed piece, the index of its word and the forward state after it."""
         if rows <= 0 or not words:
             none = np.zeros(0, np.int64)
-            return np.zeros((0, max_pieces), np.int32), none, none.astype(np.int32), none, none
+            return np.zeros((max_pieces, 0), np.int32), none, none, none.astype(np.int32), none, none
         which = rng.choice(len(words), size=rows, p=weights / weights.sum())
         # a spelling of each row's word, as often as the corpus uses it: all words' spellings in
         # one array, each word's cumulative shares running from its index to index + 1
@@ -242,16 +234,31 @@ class MarkovModel:
         seeds, row_seed = np.unique(start, return_inverse=True)
         ctx = np.full((len(seeds), self.order), PAD, dtype=np.int32)
         ctx[:, -1] = seeds
-        back, back_len = self.backward.walk(self.backward.states(ctx, self.min_choices)[row_seed],
-                                            max_pieces, rng)
-        ok = back_len >= 0  # a line whose start was not reached needs no forward walk
-        back, back_len, start, which = back[ok], back_len[ok], start[ok], which[ok]
-        # the forward key: line start padding, the backward pieces in reading order, the seed
+        back, back_len = self.backward.walk_steps(self.backward.states(ctx, self.min_choices)[row_seed],
+                                                  max_pieces, rng)
+        col = np.flatnonzero(back_len >= 0)  # a line whose start was not reached needs no forward walk
+        back_len, start, which = back_len[col], start[col], which[col]
+        # the forward key: line start padding, the backward pieces in reading order, the seed;
+        # looked up once per distinct key (many lines reach a seed the same way)
         fwd_ctx = np.full((len(start), self.order), BOS, dtype=np.int32)
         fwd_ctx[:, -1] = start
-        for j in range(1, min(self.order, max_pieces + 1)):  # back[:, j-1]: jth piece before the seed
-            fwd_ctx[:, -1 - j] = np.where(j - 1 < back_len, back[:, j - 1], BOS)
-        return back, back_len, start, which, self.forward.states(fwd_ctx, self.min_choices)
+        for j in range(1, min(self.order, max_pieces + 1)):  # back[j-1]: the jth piece before the seed
+            fwd_ctx[:, -1 - j] = np.where(j - 1 < back_len, back[j - 1, col], BOS)
+        return back, back_len, col, start, which, self._forward_states(fwd_ctx)
+
+    def _forward_states(self, ctx: np.ndarray) -> np.ndarray:
+        """forward.states(ctx), looked up once per distinct row: many seeded lines reach their seed
+        the same way. Rows are packed into one integer each to find the distinct ones (np.unique
+        over rows is far slower), when the vocabulary is small enough to fit `order` ids in 63 bits."""
+        bits = max(int(len(self.vocab) - 1).bit_length(), 1)
+        if bits * ctx.shape[1] > 63 or len(ctx) == 0:
+            return self.forward.states(ctx, self.min_choices)
+        packed = np.zeros(len(ctx), dtype=np.int64)
+        for column in ctx.T:
+            packed <<= bits
+            packed |= column
+        _, first, row = np.unique(packed, return_index=True, return_inverse=True)
+        return self.forward.states(ctx[first], self.min_choices)[row]
 
     # --- artifact ------------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> None:
@@ -297,3 +304,17 @@ class MarkovModel:
         except KeyError as exc:
             raise InputError(f"{files[0]}: array {exc} missing; rebuild it with the markov stage") from None
         return cls(vocab, tables[0], tables[1], meta)
+
+
+def _spans(begin: np.ndarray, stride: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The positions begin[i], begin[i] + stride[i], ... (count[i] of them) for every i, one after
+    another: a cumulative sum of the strides, with a jump written in where each span starts."""
+    some = count > 0  # an empty span has no first position to write its jump at
+    begin, stride, count = begin[some], stride[some], count[some]
+    if len(count) == 0:
+        return np.zeros(0, dtype=np.int64)
+    step = np.repeat(stride, count)
+    first = np.cumsum(count) - count
+    step[first[1:]] = begin[1:] - (begin[:-1] + stride[:-1] * (count[:-1] - 1))
+    step[0] = begin[0]
+    return np.cumsum(step)

@@ -55,10 +55,11 @@ class Table:
         self._prepare_draws()
 
     def _prepare_draws(self) -> None:
-        # One record per unit of count mass holding the transition's piece and destination, and one
-        # per state holding where its mass starts and how much it has: a draw is two gathers, not
-        # a search (8 bytes x pieces x (order + 2); derived here, not stored). Records, not parallel
-        # arrays, because each gather of a random row costs a cache miss whatever its width.
+        # One record per unit of count mass holding the transition's piece and what a draw from the
+        # state it leads to needs (where that state's mass starts and how much it has), so a walk
+        # step is one gather: the piece written now and the next draw's range come together.
+        # Records, not parallel arrays, because each gather of a random row costs a cache miss
+        # whatever its width. The per-state records start a walk. Derived here, not stored.
         # 32-bit where the counts allow it: smaller arrays gather faster.
         counts = np.diff(self.cum_end, prepend=0)
         mass = int(self.cum_end[-1]) if len(self.cum_end) else 0
@@ -66,12 +67,21 @@ class Table:
         # float32 draws are exact enough while no state's count passes 2**24
         real = np.float32 if int(self.state_total.max(initial=0)) < 2**24 else np.float64
         self._index, self._real = index, real
-        self._slot = np.empty(mass, dtype=[("next", np.int32), ("dest", index)])
-        self._slot["next"] = np.repeat(self.next_ids, counts)
-        self._slot["dest"] = np.repeat(self.dest, counts)
         self._state_draw = np.empty(len(self.state_total), dtype=[("base", index), ("total", real)])
         self._state_draw["base"] = self.state_base
         self._state_draw["total"] = self.state_total
+        dest = np.repeat(self.dest, counts)
+        # padded to a power-of-two size: numpy's take copies those sizes by a fast path
+        fields = [("next", np.int32), ("base", index), ("total", real)]
+        size = sum(np.dtype(t).itemsize for _, t in fields)
+        self._slot = np.zeros(mass, dtype=np.dtype({"names": [f for f, _ in fields],
+                                                     "formats": [t for _, t in fields],
+                                                     "itemsize": 1 << (size - 1).bit_length()}))
+        self._slot["next"] = np.repeat(self.next_ids, counts)
+        self._slot["base"] = self.state_base[dest]
+        self._slot["total"] = self.state_total[dest]
+        # the absorbing state has one unit of mass: every draw in it lands on this slot
+        self._absorbing_slot = int(self.state_base[self.absorbing]) if len(self.state_base) else -1
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"next_ids": self.next_ids, "cum_end": self.cum_end, "dest": self.dest,
@@ -186,28 +196,49 @@ class Table:
     def walk(self, states: np.ndarray, max_pieces: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Continue from each of `states` up to `max_pieces` pieces or its line end. Returns the
         pieces ([B, max_pieces]; EOS from a row's end on) and each row's length (-1: no end)."""
+        out, lengths = self.walk_steps(states, max_pieces, rng)
+        return np.ascontiguousarray(out.T), lengths
+
+    def walk_steps(self, states: np.ndarray, max_pieces: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """walk(), its pieces step-major ([max_pieces, B]: row t holds every line's piece t), as the
+        walk writes them; callers that gather the pieces themselves skip a transpose."""
         rows = len(states)
-        # step-major, so that each step writes one contiguous row; transposed on return
         out = np.full((max_pieces, rows), EOS, dtype=np.int32)
-        s = states.astype(self._index)
+        if max_pieces == 0 or rows == 0:
+            return out, np.full(rows, -1, dtype=np.int64)
+        draw = self._state_draw.take(states)
+        u = rng.random(rows, dtype=self._real)
+        u *= draw["total"]
+        slot = u.astype(self._index)
+        slot += draw["base"]
         live: np.ndarray | None = None  # rows still writing, once finished ones have been dropped
         for step in range(max_pieces):
-            draw = self._state_draw.take(s)
-            u = rng.random(len(s), dtype=self._real)
-            slot = self._slot.take(draw["base"] + (u * draw["total"]).astype(self._index))
+            record = self._slot.take(slot)
             if live is None:
-                out[step] = slot["next"]
+                out[step] = record["next"]
             else:
-                out[step, live] = slot["next"]
-            s = slot["dest"]
-            if step % 4 == 3:  # drop finished rows every few steps: a check costs a pass too
-                going = s != self.absorbing
-                if not going.all():
+                out[step, live] = record["next"]
+            if step == max_pieces - 1:
+                break
+            base = record["base"]
+            # Finished rows keep drawing from the absorbing state's one slot, which stays in cache,
+            # so they cost little; dropping them costs a gather of every live row. Measured: worth
+            # it only once many have finished, so look every 8 steps and drop them when half have.
+            if step % 8 == 7:
+                going = base != self._absorbing_slot
+                n_going = int(np.count_nonzero(going))
+                if n_going == 0:
+                    break
+                if 2 * n_going <= len(going):
                     live = np.flatnonzero(going) if live is None else live[going]
-                    s = s[going]
-                    if len(s) == 0:
-                        break
+                    record = record[going]
+                    base = record["base"]
+            u = rng.random(len(record), dtype=self._real)
+            u *= record["total"]
+            slot = u.astype(self._index)
+            slot += base
         # a finished row holds EOS from its end on (the absorbing state writes nothing else), so
-        # its length is its count of other pieces; an unfinished one has no EOS in its last column
-        lengths = np.where(out[-1] == EOS, (out != EOS).sum(axis=0), -1) if max_pieces else np.full(rows, -1)
-        return np.ascontiguousarray(out.T), lengths
+        # its length is its count of other pieces; an unfinished one has no EOS in its last step
+        lengths = np.where(out[-1] == EOS, np.count_nonzero(out != EOS, axis=0), -1)
+        return out, lengths
