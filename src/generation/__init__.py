@@ -1,7 +1,5 @@
-"""Generation: the KV-cache engine, sampling, weight formats for decoding, the chat template, and
-loading checkpoints/exports (see each module's docstring)."""
+"""Generation: the KV-cache engine (engine.py), sampling (sampling.py), weight formats for decoding
+(precision.py), the chat template, loading checkpoints/exports, and the Markov writer (markov.py).
 
-from src.generation.engine import Completion, Engine, TokenEvent, generate_no_cache
-from src.generation.sampling import GREEDY, SamplingParams
-
-__all__ = ["GREEDY", "Completion", "Engine", "SamplingParams", "TokenEvent", "generate_no_cache"]
+Nothing is imported here: import the module you need (`from src.generation.engine import Engine`),
+so that a user of the Markov writer does not load torch and the model code with it."""
