@@ -23,6 +23,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,8 @@ class MarkovModel:
         # every piece's text (PAD and BOS empty, EOS a newline), for _decode's one join
         self._strings = np.array(["", "", "\n", *vocab[len(RESERVED):]], dtype=object)
         self._spaced = np.array([p.startswith(" ") for p in self._strings], dtype=bool)
+        # the forward state at a line start, where every line that does not grow from a seed begins
+        self._line_start = forward.states(np.full((1, self.order), BOS, dtype=np.int32), self.min_choices)
         uni = np.zeros(len(vocab), dtype=np.int64)
         n_uni = forward.state_choices[0]
         uni[forward.next_ids[:n_uni]] = np.diff(forward.cum_end[:n_uni], prepend=0)
@@ -122,6 +125,14 @@ class MarkovModel:
         return cls(vocab, Table.build(encoded, order, min_choices),
                    Table.build([e[::-1] for e in encoded], order, min_choices), meta)
 
+    @cached_property
+    def _seed_states(self) -> np.ndarray:
+        """The backward state of every piece on its own (where a seeded line's backward walk
+        starts), looked up once per model rather than once per call."""
+        ctx = np.full((len(self.vocab), self.order), PAD, dtype=np.int32)
+        ctx[:, -1] = np.arange(len(self.vocab))
+        return self.backward.states(ctx, self.min_choices)
+
     # --- generation ---------------------------------------------------------------------------
     def seeds(self, context: Sequence[str], seed_lines: int) -> tuple[list[str], np.ndarray]:
         """Words of the last `seed_lines` context lines the model knows, and their weights
@@ -144,14 +155,22 @@ class MarkovModel:
         rng = np.random.default_rng(seed)
         words, weights = self.seeds(context, seed_lines)
         found: dict[str, str | None] = {}
-        rows = n + n // 2  # room for repeats and lines cut at max_pieces: one round mostly does
+        rows = n + 2 * n // 5  # room for repeats and lines cut at max_pieces: one round mostly does
         for _ in range(rounds):
             n_seeded = int(round(rows * seeded_share)) if words else 0
             flat, seeds = self._walk_lines(n_seeded, rows - n_seeded, words, weights, rng, max_pieces)
             before = len(found)
-            # the first line of each text wins, in order (setdefault driven by deque: a C loop)
-            deque(map(found.setdefault, self._decode(flat), seeds), maxlen=0)
-            found.pop("", None)
+            # Decoded in order, a chunk at a time, only until n distinct lines are found: the spare
+            # rows are there for the rounds that need them, decoding is the largest single cost.
+            ends = np.flatnonzero(flat == EOS) + 1
+            done = 0
+            while done < len(ends) and len(found) < n:
+                upto = min(len(ends), done + (n - len(found)) * 21 // 20 + 16)
+                chunk = flat[ends[done - 1] if done else 0:ends[upto - 1]]
+                # the first line of each text wins, in order (setdefault driven by deque: a C loop)
+                deque(map(found.setdefault, self._decode(chunk), seeds[done:upto]), maxlen=0)
+                found.pop("", None)
+                done = upto
             if len(found) >= n:
                 return Candidates(list(found)[:n], list(found.values())[:n])
             # the next round sized by this one's yield of new lines
@@ -186,8 +205,7 @@ class MarkovModel:
         of both kinds run as one (a walk's cost is mostly per step, not per row)."""
         back, back_len, back_col, start, which, first = self._grow_back(n_seeded, words, weights, rng,
                                                                         max_pieces)
-        bos = self.forward.states(np.full((1, self.order), BOS, dtype=np.int32), self.min_choices)
-        fwd, fwd_len = self.forward.walk_steps(np.concatenate([first, np.repeat(bos, n_start)]),
+        fwd, fwd_len = self.forward.walk_steps(np.concatenate([first, np.repeat(self._line_start, n_start)]),
                                                max_pieces, rng)
         k = len(start)
         done = np.flatnonzero(fwd_len >= 0)  # unfinished lines are dropped here
@@ -230,35 +248,16 @@ class MarkovModel:
         cum = np.concatenate([i + share for i, share in enumerate(shares)])
         pick = np.searchsorted(cum, which + rng.random(rows), side="right")
         start = ids[np.minimum(pick, len(ids) - 1)].astype(np.int32)
-        # the backward walk starts from the seed alone: its state, looked up once per seed
-        seeds, row_seed = np.unique(start, return_inverse=True)
-        ctx = np.full((len(seeds), self.order), PAD, dtype=np.int32)
-        ctx[:, -1] = seeds
-        back, back_len = self.backward.walk_steps(self.backward.states(ctx, self.min_choices)[row_seed],
-                                                  max_pieces, rng)
+        # the backward walk starts from the seed alone
+        back, back_len = self.backward.walk_steps(self._seed_states.take(start), max_pieces, rng)
         col = np.flatnonzero(back_len >= 0)  # a line whose start was not reached needs no forward walk
         back_len, start, which = back_len[col], start[col], which[col]
-        # the forward key: line start padding, the backward pieces in reading order, the seed;
-        # looked up once per distinct key (many lines reach a seed the same way)
+        # the forward key: line start padding, the backward pieces in reading order, the seed
         fwd_ctx = np.full((len(start), self.order), BOS, dtype=np.int32)
         fwd_ctx[:, -1] = start
         for j in range(1, min(self.order, max_pieces + 1)):  # back[j-1]: the jth piece before the seed
             fwd_ctx[:, -1 - j] = np.where(j - 1 < back_len, back[j - 1, col], BOS)
-        return back, back_len, col, start, which, self._forward_states(fwd_ctx)
-
-    def _forward_states(self, ctx: np.ndarray) -> np.ndarray:
-        """forward.states(ctx), looked up once per distinct row: many seeded lines reach their seed
-        the same way. Rows are packed into one integer each to find the distinct ones (np.unique
-        over rows is far slower), when the vocabulary is small enough to fit `order` ids in 63 bits."""
-        bits = max(int(len(self.vocab) - 1).bit_length(), 1)
-        if bits * ctx.shape[1] > 63 or len(ctx) == 0:
-            return self.forward.states(ctx, self.min_choices)
-        packed = np.zeros(len(ctx), dtype=np.int64)
-        for column in ctx.T:
-            packed <<= bits
-            packed |= column
-        _, first, row = np.unique(packed, return_index=True, return_inverse=True)
-        return self.forward.states(ctx[first], self.min_choices)[row]
+        return back, back_len, col, start, which, self.forward.states(fwd_ctx, self.min_choices)
 
     # --- artifact ------------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from src.generation.markov import (
     BOS,
     EOS,
     MarkovModel,
+    _spans,
     join_pieces,
     script_of,
     split_pieces,
@@ -80,6 +83,53 @@ def test_draws_follow_the_counts() -> None:
     second = Counter(model.vocab[i] for i in pieces[:, 1])
     assert second.keys() == {" a", " b"}
     assert abs(second[" a"] / 20000 - 0.75) < 0.02
+
+
+def test_walk_steps_is_walk_step_major_and_stops_when_every_line_ended() -> None:
+    model = MarkovModel.build(CORPUS, order=3, min_choices=2)
+    start = model.forward.states(np.full((1, 3), BOS, dtype=np.int32), 2)
+    rows = np.repeat(start, 300)
+    pieces, lengths = model.forward.walk(rows, 6, np.random.default_rng(4))
+    steps, step_lengths = model.forward.walk_steps(rows, 6, np.random.default_rng(4))
+    assert steps.shape == (6, 300) and (steps.T == pieces).all() and (step_lengths == lengths).all()
+    # a line longer than the cap has no length; a finished one holds EOS from its end on
+    assert (lengths == -1).any() and (lengths >= 0).any()
+    for row, n in zip(pieces, lengths, strict=True):
+        assert n == -1 and row[-1] != EOS or (row[n:] == EOS).all() and (row[:n] != EOS).all()
+    # every corpus line is far shorter than 500 pieces: all end, and the lengths still count
+    long, long_lengths = model.forward.walk_steps(rows, 500, np.random.default_rng(4))
+    assert (long_lengths >= 0).all() and (long[long_lengths.max():] == EOS).all()
+    assert (np.count_nonzero(long != EOS, axis=0) == long_lengths).all()
+
+
+def test_spans_lists_strided_runs_in_order() -> None:
+    got = _spans(np.array([10, 0, 7, 3]), np.array([-3, 5, 1, 2]), np.array([3, 0, 1, 2]))
+    assert got.tolist() == [10, 7, 4, 7, 3, 5]
+    assert _spans(np.array([4]), np.array([1]), np.array([0])).tolist() == []
+
+
+def test_decoding_stops_once_n_distinct_lines_are_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = MarkovModel.build(CORPUS, order=2, min_choices=2)
+    flat, seeds = model._walk_lines(100, 100, ["cat"], np.ones(1), np.random.default_rng(0), 40)
+    monkeypatch.setattr(model, "_walk_lines", lambda *args: (flat, seeds))
+    decoded: list[int] = []
+    decode = model._decode
+    monkeypatch.setattr(model, "_decode", lambda chunk: decoded.append(len(chunk)) or decode(chunk))
+    first: dict[str, str | None] = {}
+    for text, word in zip(model._decode(flat), seeds, strict=True):
+        first.setdefault(text, word)  # the first line of each text wins
+    every = list(first.items())
+    assert len(every) > 8
+    decoded.clear()
+    got = model.generate(8, ["cat"], seed=0)
+    assert list(zip(got.texts, got.seeds, strict=True)) == every[:8]
+    assert sum(decoded) < len(flat)  # the later lines were never decoded
+
+
+def test_the_writer_does_not_load_torch() -> None:
+    code = ("import sys, src.generation.markov, src.generation.markov_stage; "
+            "sys.exit('torch' in sys.modules or 'src.models' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_lines_keep_to_one_script() -> None:
