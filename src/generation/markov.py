@@ -24,6 +24,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -237,17 +238,15 @@ class MarkovModel:
         if rows <= 0 or not words:
             none = np.zeros(0, np.int64)
             return np.zeros((max_pieces, 0), np.int32), none, none, none.astype(np.int32), none, none
-        which = rng.choice(len(words), size=rows, p=weights / weights.sum())
-        # a spelling of each row's word, as often as the corpus uses it: all words' spellings in
-        # one array, each word's cumulative shares running from its index to index + 1
-        spellings = [np.asarray(self.forms[w]) for w in words]
-        ids = np.concatenate(spellings)
-        shares = [np.cumsum(self.unigram[sp]) / self.unigram[sp].sum() for sp in spellings]
-        for share in shares:
-            share[-1] = 1.0  # exactly: a draw near 1 must not fall into the next word's spellings
-        cum = np.concatenate([i + share for i, share in enumerate(shares)])
-        pick = np.searchsorted(cum, which + rng.random(rows), side="right")
-        start = ids[np.minimum(pick, len(ids) - 1)].astype(np.int32)
+        # a word by its weight, then one of its spellings as often as the corpus uses it: one draw
+        # over all the words' spellings, P(word) x P(spelling | word)
+        counts = [len(self.forms[w]) for w in words]
+        ids = np.fromiter(chain.from_iterable(self.forms[w] for w in words), np.int64, count=sum(counts))
+        word_of = np.repeat(np.arange(len(words)), counts)
+        uses = self.unigram[ids].astype(np.float64)
+        share = (weights / weights.sum())[word_of] * uses / np.bincount(word_of, weights=uses)[word_of]
+        pick = rng.choice(len(ids), size=rows, p=share / share.sum())
+        start, which = ids[pick].astype(np.int32), word_of[pick]
         # the backward walk starts from the seed alone
         back, back_len = self.backward.walk_steps(self._seed_states.take(start), max_pieces, rng)
         col = np.flatnonzero(back_len >= 0)  # a line whose start was not reached needs no forward walk
