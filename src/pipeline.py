@@ -31,7 +31,8 @@ STAGES: dict[str, Stage] = {
     "pretrain": Stage("src.training.pretrain:pretrain", ("seed", "model", "trainer", "pretrain", "normalize")),
     "sft": Stage("src.training.sft:sft", ("seed", "model", "trainer", "sft")),
     "build_dialogues": Stage("src.data.dialogues.build:build_dialogues", ("build_dialogues", "normalize")),
-    "kto": Stage("src.training.kto_stage:kto", ("seed", "model", "trainer", "kto")),
+    # the architecture comes from the SFT checkpoint, so the `model` section is no param of kto
+    "kto": Stage("src.training.kto_stage:kto", ("seed", "trainer", "kto")),
     "kto_pairs": Stage("src.data.preferences.kto_pairs:kto_pairs", ("seed", "kto_pairs")),
     "reranker_data": Stage("src.data.reranker.build:reranker_data", ("seed", "reranker_data")),
     "reranker": Stage("src.training.reranker:reranker", ("seed", "trainer", "reranker")),
