@@ -108,12 +108,20 @@ def test_process_isolation_records_a_crash_and_goes_on(tmp_path: Path) -> None:
 
 
 def test_process_part_killed_past_its_limit(tmp_path: Path, monkeypatch) -> None:
+    """A part that ignores its own alarm (stuck in C code, say) is killed by the parent."""
     monkeypatch.setattr("src.bench.gpu_suite.runner.GRACE_S", 0.5)
-    # 1.2 s: less than the part's process needs to import torch and time its matmuls here
-    parts = [Part("machine", "src.bench.gpu_suite.machine:run", 1.2, 0.1)]
+    (tmp_path / "stuck_part.py").write_text(
+        "import signal, time\n"
+        "def run(ctx):\n"
+        "    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        "    time.sleep(60)\n"
+        "    return {}\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    parts = [Part("stuck", "stuck_part:run", 1.0, 0.1)]
     began = time.perf_counter()
-    results = run_suite(parts, tmp_path, budget_s=10, dry_run=True, isolate="process")
-    assert results["parts"]["machine"]["status"] == "timeout", results["parts"]["machine"]
+    results = run_suite(parts, tmp_path / "out", budget_s=10, dry_run=True, isolate="process")
+    assert results["parts"]["stuck"]["status"] == "timeout", results["parts"]["stuck"]
+    assert "killed" in results["parts"]["stuck"]["error"]
     assert time.perf_counter() - began < 8
 
 
