@@ -117,7 +117,11 @@ class RerankedChat:
 def describe(r: RerankedReply) -> str:
     made = ", ".join(f"{k} {v}" for k, v in r.made.items())
     phases = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in r.timings.items() if k != "total")
-    dropped = f"; left out {sum(r.dropped.values())}" if r.dropped else ""
+    left_out = {k: v for k, v in r.dropped.items() if not k.endswith("_kept")}
+    dropped = ("; left out " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in left_out.items())
+               if left_out else "")
+    if "other_script_kept" in r.dropped:
+        dropped += "; no candidate in your script, all scored"
     return f"best of {len(r.ranked)} ({made}{dropped}) in {r.timings['total'] * 1e3:.0f} ms: {phases}"
 
 
@@ -132,6 +136,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--context-lines", type=int, default=6,
                    help="newest lines of the conversation the reranker sees (0 = all)")
     g.add_argument("--lm-batch", type=int, default=256, help="LM samples per engine call")
+    g.add_argument("--any-script", action="store_true",
+                   help="score candidates in any script (default: only those in the script of your last line)")
 
 
 def markov_defaults() -> Any:
@@ -162,7 +168,7 @@ def build_reranking(args: argparse.Namespace, lm: Any | None) -> Reranking:
                               g.seed_lines, g.max_pieces, g.rounds)
     scorer = load_reranker(args.rerank, device=args.device)
     return Reranking(scorer, markov=markov, lm=lm, source=args.candidates, n=args.n,
-                     context_lines=args.context_lines)
+                     context_lines=args.context_lines, match_script=not args.any_script)
 
 
 def run(args: argparse.Namespace, lm: Any | None, normalize: dict[str, Any] | None,

@@ -5,7 +5,10 @@ one prompt through the batched engine) or both, half each. Every distinct candid
 reranker (anything with `score(context_lines, candidates) -> array`, e.g.
 src/generation/reranker.py's `Reranker`) against the conversation so far, and the best is the reply.
 A candidate that repeats a line of the conversation is left out (counted): echoing the user scores
-well with a next-line judge and says nothing.
+well with a next-line judge and says nothing. So is a candidate in another script than the user's
+last line (a Latin Markov line in a Russian conversation): the reranker's negatives never cross
+languages, so it cannot be trusted to reject one (`match_script`; when no candidate shares the
+script, all are kept and the reply says so in `dropped["other_script_kept"]`).
 
 `Conversation` keeps the lines of a multi-turn exchange: each reply joins the context of the next.
 """
@@ -22,6 +25,15 @@ import numpy as np
 from src.generation.markov import MarkovModel
 
 SOURCES = ("markov", "lm", "both")
+
+
+def script_of(text: str, min_letters: int = 2) -> str | None:
+    """The script most of `text`'s letters are in (latin, cyrillic, ...), None under `min_letters`."""
+    from src.data.subtitles.langid import script_counts
+
+    counts = script_counts(text)
+    script, letters = max(counts.items(), key=lambda kv: kv[1])
+    return script if letters >= min_letters else None
 
 
 class Scorer(Protocol):
@@ -124,6 +136,8 @@ class Reranking:
     # lines of the conversation the reranker sees (the newest); 0 = all
     context_lines: int = 6
     score_batch: int | None = None
+    # keep only candidates in the script of the user's last line (see the module docstring)
+    match_script: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -160,6 +174,8 @@ class Reranking:
                     continue
                 pool[text] = (source, word)
                 made[source] += 1
+        if self.match_script and pool:
+            self._keep_script(context, pool, dropped)
         texts = list(pool)
         t0 = time.perf_counter()
         scores = np.asarray(self.scorer.score(context, texts, batch_size=self.score_batch), dtype=np.float64)
@@ -170,6 +186,22 @@ class Reranking:
         ranked = [Scored(texts[i], pool[texts[i]][0], float(scores[i]), pool[texts[i]][1]) for i in order]
         timings["total"] = time.perf_counter() - start
         return RerankedReply(ranked, made, dropped, timings)
+
+
+    @staticmethod
+    def _keep_script(context: Sequence[str], pool: dict[str, tuple[str, str | None]],
+                     dropped: dict[str, int]) -> None:
+        target = script_of(context[-1]) if context else None
+        if target is None:
+            return
+        other = [t for t in pool if (script_of(t) or target) != target]
+        if len(other) == len(pool):
+            dropped["other_script_kept"] = len(other)
+            return
+        for text in other:
+            del pool[text]
+        if other:
+            dropped["other_script"] = len(other)
 
 
 @dataclass

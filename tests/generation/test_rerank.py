@@ -154,3 +154,29 @@ def test_a_scorer_giving_the_wrong_number_of_scores_is_refused(markov: MarkovMod
 
     with pytest.raises(ValueError, match="scores for"):
         Reranking(Broken(), markov=MarkovWriter(markov), n=30).reply(["the cat"], seed=0)
+
+
+class ListWriter:
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def propose(self, context: Sequence[str], n: int, seed: int | None) -> list[tuple[str, str | None]]:
+        return [(line, None) for line in self.lines[:n]]
+
+
+def test_candidates_in_another_script_are_left_out_and_counted() -> None:
+    # the English line would win on length alone: the filter, not the scorer, must drop it
+    lines = ["No.", "Нет, не знаю.", "Да, конечно, приходи завтра.", "123"]
+    reply = Reranking(OverlapScorer(), markov=ListWriter(lines), n=4).reply(["Ты придёшь завтра?"])
+    assert {s.text for s in reply.ranked} == {"Нет, не знаю.", "Да, конечно, приходи завтра.", "123"}
+    assert reply.dropped == {"other_script": 1}
+    assert reply.best is not None and reply.best.text == "Да, конечно, приходи завтра."
+
+
+def test_script_filter_keeps_all_when_none_match_and_can_be_off() -> None:
+    lines = ["No.", "Yes, tomorrow."]
+    reply = Reranking(OverlapScorer(), markov=ListWriter(lines), n=2).reply(["Ты придёшь завтра?"])
+    assert len(reply.ranked) == 2 and reply.dropped == {"other_script_kept": 2}
+    mixed = ["No.", "Нет."]
+    off = Reranking(OverlapScorer(), markov=ListWriter(mixed), n=2, match_script=False).reply(["Да?"])
+    assert len(off.ranked) == 2 and off.dropped == {}
