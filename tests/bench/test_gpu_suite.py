@@ -4,6 +4,7 @@ after every part, and the Hydra-free composer matching Hydra."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from src.bench.gpu_suite import PARTS
 from src.bench.gpu_suite.runner import Part, PartContext, part_limits, read_partial, run_suite
+from src.bench.gpu_suite.summary import render_summary
 from src.paths import PROJECT_ROOT
 
 BLOCKED = ["mlflow", "polars", "dvc", "hydra"]
@@ -47,6 +49,13 @@ def test_dry_run_every_part_ok_without_hydra_mlflow_polars_dvc(tmp_path: Path) -
     parts = results["parts"]
     assert parts["pretrain"]["dialog48m"]["best"]["tokens_per_s"] > 0
     assert parts["pretrain"]["gpt2_124m"]["trials"]
+    profile = parts["pretrain"]["profile"]
+    assert "profile_error" not in parts["pretrain"]
+    assert profile["micro_batch"] == parts["pretrain"]["dialog48m"]["best"]["micro_batch"]
+    assert profile["top_ops"] and all(0 <= op["share"] <= 1 and op["self_ms"] > 0 and op["calls"] > 0
+                                      for op in profile["top_ops"])
+    assert 0 <= profile["matmul_share"] <= 1 and profile["step_ms"] > 0 and profile["bottleneck"]
+    assert profile["seconds"] < 10  # a couple of seconds on 2 busy cores
     assert parts["sft"]["tokens_per_s"] > 0 and 0 <= parts["sft"]["padding_share"] < 1
     assert parts["decode"]["batch1_tokens_per_s"] > 0
     assert parts["kto"]["replies"] == parts["kto"]["wanted"] and parts["kto"]["complete"]
@@ -58,7 +67,34 @@ def test_dry_run_every_part_ok_without_hydra_mlflow_polars_dvc(tmp_path: Path) -
         assert f"| {part.name} | ok |" in summary
         assert f"## {part.name}: ok" in summary
     assert "dry run" in summary
+    assert "- pretrain: dialog48m at micro-batch" in summary and "Top by self CPU time" in summary
+    assert f"| {profile['top_ops'][0]['name']} |" in summary  # the full table in pretrain's section
     print(f"dry run: {seconds:.1f} s")  # the brief's limit is 60 s on 2 busy cores
+
+
+def test_pretrain_profile_saves_a_small_trace_and_never_fails_the_part(tmp_path: Path, monkeypatch) -> None:
+    from src.bench.gpu_suite import pretrain, profiling
+
+    (tmp_path / "scratch").mkdir()
+    ctx = PartContext("pretrain", tmp_path / "scratch", True, 60, {}, {"out_dir": str(tmp_path / "out")})
+    best = {"micro_batch": 2, "ms_per_step": 1.0}
+    result = pretrain.profile(ctx, best)
+    assert "profile_error" not in result, result
+    trace = Path(result["profile"]["trace"])
+    assert trace.parent == tmp_path / "out" and trace.stat().st_size < profiling.TRACE_MAX_BYTES
+    with gzip.open(trace, "rt", encoding="utf-8") as f:
+        assert json.load(f)["traceEvents"]
+
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("CUPTI said no")
+
+    monkeypatch.setattr(profiling, "profile_steps", broken)
+    assert pretrain.profile(ctx, best) == {"profile_error": "RuntimeError: CUPTI said no"}
+    assert "no dialog48m trial" in pretrain.profile(ctx, None)["profile_error"]
+    late = PartContext("pretrain", tmp_path / "scratch", True, 5, {}, {})
+    assert pretrain.profile(late, best)["profile_error"].startswith("skipped")
+    summary = render_summary({"suite": {}, "parts": {"pretrain": {"status": "ok", **pretrain.profile(late, best)}}})
+    assert "- pretrain: no profile (skipped" in summary
 
 
 def failing(ctx: PartContext) -> dict:

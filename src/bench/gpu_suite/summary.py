@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+PROFILE_TOP = 5
 SKIP_KEYS = {"status", "aim", "headline", "error", "traceback", "log_tail", "seconds", "limit_s"}
 
 
@@ -54,6 +55,27 @@ def part_details(entry: dict[str, Any], prefix: str = "") -> list[str]:
     return lines
 
 
+def profile_lines(parts: dict[str, Any]) -> list[str]:
+    """A line per profiled part under the table, beside the aims: where the step's time goes."""
+    lines: list[str] = []
+    for name, entry in parts.items():
+        prof = entry.get("profile")
+        if isinstance(prof, dict) and prof.get("top_ops"):
+            top = ", ".join(f"{op['name']} {op['share']:.0%}" for op in prof["top_ops"][:PROFILE_TOP])
+            lines.append(
+                f"- {name}: {prof.get('model', '')} at micro-batch {prof.get('micro_batch')} "
+                f"({'compiled' if prof.get('compiled') else 'eager'}, {prof.get('precision')}, "
+                f"{prof.get('device')}): {prof.get('bottleneck')}. Step {fmt(prof.get('step_ms'))} ms "
+                f"(trainer {fmt(prof.get('trainer_ms_per_step'))} ms), ops {fmt(prof.get('op_ms_per_step'))} "
+                f"ms, matmul-like {prof.get('matmul_share', 0):.0%}"
+                + (f", GPU busy {prof['busy_share']:.0%}" if "busy_share" in prof else "")
+                + f".\n  Top by {prof.get('ranked_by')} per step: {top}")
+        elif entry.get("profile_error"):
+            lines.append(f"- {name}: no profile ({fmt(entry['profile_error'])})")
+    return ["", "Profile (where a step's time goes; the full table is in the part's section):", "", *lines] \
+        if lines else []
+
+
 def render_summary(results: dict[str, Any]) -> str:
     suite, parts = results["suite"], results["parts"]
     lines = ["# GPU suite" + (" (dry run: tiny shapes on the CPU)" if suite.get("dry_run") else ""), "",
@@ -65,6 +87,7 @@ def render_summary(results: dict[str, Any]) -> str:
         result = entry.get("headline") or entry.get("error") or ""
         lines.append(f"| {name} | {entry['status']} | {fmt(entry.get('seconds', ''))} | {fmt(result)} | "
                      f"{fmt(entry.get('aim', ''))} |")
+    lines += profile_lines(parts)
     for name, entry in parts.items():
         if entry["status"] == "pending":
             continue
