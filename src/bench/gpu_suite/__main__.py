@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --parts: unknown part(s) {unknown}; the parts are {names}", file=sys.stderr)
         return 2
     isolate = args.isolate if args.isolate != "auto" else ("inline" if args.dry_run else "process")
-    options = {"quality_data": str(args.quality_data), "tokenizer_dir": str(args.quality_data / "tokenizer")}
+    options = {"quality_data": str(args.quality_data), "tokenizer_dir": str(args.quality_data / "tokenizer"),
+               "out_dir": str(args.out)}  # where a part may leave files (the profile trace)
     results = run_suite([p for p in PARTS if p.name in wanted], args.out, args.budget_s, args.dry_run, isolate,
                         options, argv=sys.argv[1:] if argv is None else argv)
     print((args.out / SUMMARY_FILE).read_text(encoding="utf-8"))
