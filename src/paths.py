@@ -31,6 +31,16 @@ def shared_data_dir() -> Path:
     return main_checkout_root().parent / "shared" / "data"
 
 
+def display_path(path: str | Path) -> str:
+    """Project-relative (posix) when inside the project, absolute otherwise: what reports and stage
+    outputs record, so they do not depend on where the project is checked out."""
+    absolute = resolve(path).resolve()
+    try:
+        return absolute.relative_to(PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
 def resolve(path: str | Path) -> Path:
     """A config path: absolute as given, relative to the project root otherwise."""
     p = Path(path).expanduser()

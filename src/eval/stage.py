@@ -38,7 +38,7 @@ from src.eval.lm_metrics import heldout, score_model, unigram_baseline
 from src.generation import chat_template
 from src.generation.loading import LoadedModel, LoadError, load_for_generation
 from src.generation.sampling import SamplingParams
-from src.paths import resolve
+from src.paths import display_path, resolve
 from src.stage import StageRun
 
 CHECKPOINTS = ("best.ckpt", "last.ckpt")
@@ -52,14 +52,14 @@ def find_checkpoint(folder: str) -> tuple[Path | None, str]:
     for name in CHECKPOINTS:
         if (directory / name).is_file():
             return directory / name, ""
-    return None, f"{directory}/best.ckpt not found (stage switched off or not run yet?)"
+    return None, f"{display_path(directory)}/best.ckpt not found (stage switched off or not run yet?)"
 
 
 def load_models(e: DictConfig, results: dict[str, Any], run: StageRun) -> dict[str, LoadedModel]:
     loaded: dict[str, LoadedModel] = {}
     for name, folder in OmegaConf.to_container(e.models).items():
         path, reason = find_checkpoint(folder)
-        entry: dict[str, Any] = {"present": False, "path": str(path or folder), "reason": reason}
+        entry: dict[str, Any] = {"present": False, "path": display_path(path or folder), "reason": reason}
         if path is not None:
             try:
                 loaded[name] = load_for_generation(path)
@@ -348,6 +348,8 @@ def log_evaluated_runs(results: dict[str, Any], run: StageRun) -> None:
     import mlflow
 
     stages = [name for name, m in results["models"].items() if m.get("present")]
+    if results.get("reranker"):  # the reranker part ran: link the reranker stage's run too
+        stages.append("reranker")
     found = producing_runs(stages, cfg=run.cfg)
     mlflow.set_tags({f"eval.evaluated.{stage}": run_id for stage, run_id in found.items() if run_id})
     missing = [stage for stage, run_id in found.items() if not run_id]

@@ -154,3 +154,28 @@ def test_prompts_chat_models_read_the_template_others_the_plain_last_message(pip
     long = [{"role": "user", "content": "sea " * 40}]
     ids, _ = prompt_ids(pretrained, long, 8, 0.25)
     assert len(ids) == pretrained.model.block_size - 8  # room left for the reply
+
+
+def test_the_eval_run_is_tagged_with_every_evaluated_stage_run(monkeypatch) -> None:
+    import sys
+    import types
+
+    from src.eval.stage import log_evaluated_runs
+    from src.stage import StageRun
+
+    asked: list[list[str]] = []
+    tags: dict[str, str] = {}
+    monkeypatch.setattr("src.tracking.producing_runs",
+                        lambda stages, cfg=None: asked.append(list(stages)) or {s: f"run-{s}" if s != "kto" else None
+                                                                                for s in stages})
+    fake = types.SimpleNamespace(set_tags=tags.update, log_metrics=lambda *a, **k: None, active_run=lambda: None)
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    run = StageRun("eval", compose([]), tracking_active=True)
+    results = {"models": {"pretrain": {"present": True}, "sft": {"present": True}, "kto": {"present": True},
+                          "extra": {"present": False}},
+               "reranker": {"roc_auc": 0.6}, "absent": []}
+    log_evaluated_runs(results, run)
+    assert asked == [["pretrain", "sft", "kto", "reranker"]]
+    assert tags == {"eval.evaluated.pretrain": "run-pretrain", "eval.evaluated.sft": "run-sft",
+                    "eval.evaluated.reranker": "run-reranker"}
+    assert any("kto" in note for note in run.summary.notes)

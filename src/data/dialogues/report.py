@@ -101,12 +101,9 @@ class DialogueStats:
 
 def _shown(path: Path) -> str:
     """A path relative to the project when it is inside it (reports stay machine-independent)."""
-    from src.paths import PROJECT_ROOT
+    from src.paths import display_path
 
-    try:
-        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
+    return display_path(path)
 
 
 def _source_dict(s: SourceStats) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from src.data.opensubs.store import FileStore, ManifestRow, Status, language_hint, stable_file_id
-from src.paths import PROJECT_ROOT, resolve
+from src.paths import display_path, resolve
 
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _READ_CHUNK = 1 << 16
@@ -52,14 +52,6 @@ def unsafe_member_reason(name: str) -> str | None:
     if "\x00" in norm:
         return "NUL byte in name"
     return None
-
-
-def display_path(path: Path) -> str:
-    """Repo-relative when inside the repo, so file ids do not depend on where it is checked out."""
-    try:
-        return path.resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
 
 
 @dataclass
