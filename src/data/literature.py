@@ -3,9 +3,11 @@ every stage that takes them (build_dialogues, reranker_data, markov)."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from src.data.readers import read_parquet
 from src.errors import InputError
@@ -26,10 +28,33 @@ def read_text_file(path: Path, counts: Counter[str] | None = None) -> str:
         return data.decode("cp1251", errors="replace")
 
 
+def strip_apparatus(text: str, counts: Counter[str]) -> str:
+    """A plain-text book without the editorial apparatus lib.ru-derived files carry (note marks like
+    "[139]", footnote bodies, "Примечания" to the end): clean_librus's rules with their defaults,
+    so a user's own copy of a work yields the same lines as the scraped one. Counted per rule."""
+    from src.data.librus.rules import apply_rules
+
+    cleaned, by_rule = apply_rules(text, _default_rules())
+    for name, count in by_rule.items():
+        if count.matches:
+            counts[f"text_file_apparatus_{name}"] += count.matches
+    return cleaned
+
+
+@functools.lru_cache(maxsize=1)
+def _default_rules() -> list[Any]:
+    from src.config.sections.clean_librus import LibrusRulesConfig
+    from src.data.librus.rules import build_rules
+
+    return build_rules(LibrusRulesConfig())
+
+
 def literature_texts(parquet_path: str, text_paths: Iterable[str], section: str, counts: Counter[str], *,
-                     parquet_key: str = "documents", file_key: str = "documents") -> Iterator[tuple[str, str]]:
+                     parquet_key: str = "documents", file_key: str = "documents",
+                     apparatus_rules: bool = True) -> Iterator[tuple[str, str]]:
     """(work id, text) of each work in the cleaned lib.ru parquet (when `parquet_path` is set) and of
-    each .txt file under `text_paths`. `section` names the config section in error messages."""
+    each .txt file under `text_paths` (through `strip_apparatus` when `apparatus_rules`). `section`
+    names the config section in error messages."""
     if parquet_path:
         path = resolve(parquet_path)
         if not path.is_file():
@@ -46,4 +71,6 @@ def literature_texts(parquet_path: str, text_paths: Iterable[str], section: str,
             raise InputError(f"{root}: no such file or folder ({section}.literature.text_paths)")
         for f in sorted(root.rglob("*.txt")) if root.is_dir() else [root]:
             counts[file_key] += 1
-            yield f"text:{f.relative_to(root) if root.is_dir() else f.name}", read_text_file(f, counts)
+            text = read_text_file(f, counts)
+            yield (f"text:{f.relative_to(root) if root.is_dir() else f.name}",
+                   strip_apparatus(text, counts) if apparatus_rules else text)

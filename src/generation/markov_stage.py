@@ -59,7 +59,8 @@ def subtitle_lines(sub: Any, counts: Counter[str]) -> Iterator[str]:
 def literature_texts(lit: Any, normalize: Any, counts: Counter[str]) -> Iterator[str]:
     # the cleaned corpus is normalized already; a user's own files are not
     for doc_id, text in shared_literature_texts(lit.path, lit.text_paths, "markov", counts,
-                                                parquet_key="literature_documents", file_key="text_files"):
+                                                parquet_key="literature_documents", file_key="text_files",
+                                                apparatus_rules=lit.apparatus_rules):
         yield normalize(text) if doc_id.startswith("text:") else text
 
 

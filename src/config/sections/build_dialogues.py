@@ -74,6 +74,9 @@ class DialogueLiteratureConfig:
     # Local plain-text corpora (folders searched recursively for *.txt, or files), read as UTF-8
     # (windows-1251 when that fails).
     text_paths: list[str] = field(default_factory=list)
+    # text_paths files go through clean_librus's editorial-apparatus rules (note marks like [12],
+    # footnote bodies, "Примечания" sections...) with their defaults; false reads them as they are
+    apparatus_rules: bool = True
     # A paragraph in quotation marks counts as speech when it starts with a quote or at least this
     # share of its characters is quoted (English prose; older Russian prose).
     min_quoted_share: float = 0.5

@@ -26,6 +26,9 @@ class MarkovLiteratureConfig:
     # your own texts: folders searched for *.txt, or files (UTF-8, or windows-1251); normalized
     # with the normalize section, as the cleaned corpora were
     text_paths: list[str] = field(default_factory=list)
+    # text_paths files go through clean_librus's editorial-apparatus rules (note marks like [12],
+    # footnote bodies, "Примечания" sections...) with their defaults; false reads them as they are
+    apparatus_rules: bool = True
     # what a line is: speech (the spoken parts of dialogue paragraphs, as build_dialogues finds
     # them), sentences (every sentence of the prose), paragraphs (every paragraph whole)
     mode: str = "speech"

@@ -29,6 +29,9 @@ class RerankerLiteratureConfig:
     path: str = "data/clean/librus.parquet"
     # local plain-text corpora (folders searched for *.txt, or files)
     text_paths: list[str] = field(default_factory=list)
+    # text_paths files go through clean_librus's editorial-apparatus rules (note marks like [12],
+    # footnote bodies, "Примечания" sections...) with their defaults; false reads them as they are
+    apparatus_rules: bool = True
     # speech detection, as in build_dialogues.literature (src/data/dialogues/speech.py)
     min_quoted_share: float = 0.5
     inline_colon_dash: bool = True

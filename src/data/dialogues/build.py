@@ -232,7 +232,8 @@ def build_dialogues(cfg: DictConfig, run: StageRun) -> None:
                                       "doc_id": f"subtitles:{win.file_id}:{win.first_line}"}, group=win.file_id)
             if c.literature.enabled:
                 counts = stats.source("literature").extraction
-                for doc_id, text in literature_texts(c.literature.path, c.literature.text_paths, "build_dialogues", counts):
+                for doc_id, text in literature_texts(c.literature.path, c.literature.text_paths, "build_dialogues",
+                                                 counts, apparatus_rules=c.literature.apparatus_rules):
                     for k, turns in enumerate(literature_conversations(text, c.literature, counts)):
                         add("literature", {"conversation": alternating(turns), "doc_id": f"{doc_id}#{k}"},
                             group=doc_id)

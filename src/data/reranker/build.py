@@ -44,7 +44,8 @@ def subtitle_source_runs(s: Any, counts: Counter[str]) -> Iterator[Run]:
 
 
 def literature_source_runs(lit: Any, counts: Counter[str]) -> Iterator[Run]:
-    for doc_id, text in literature_texts(lit.path, lit.text_paths, "reranker_data", counts):
+    for doc_id, text in literature_texts(lit.path, lit.text_paths, "reranker_data", counts,
+                                          apparatus_rules=lit.apparatus_rules):
         # The works are Russian unless a text says otherwise; the language only pairs other_file
         # candidates, so a mislabelled English text costs easier negatives, nothing worse.
         language = "en" if _mostly_latin(text) else "ru"
