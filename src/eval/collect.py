@@ -150,7 +150,7 @@ def throughput_facts(report_dir: Path, notes: list[str]) -> dict[str, float]:
     return _numbers(read_json(report_dir / THROUGHPUT_FILE, notes))
 
 
-KTO_SERIES_SKIP = ("step", "collapsed")
+KTO_SERIES_SKIP = ("step", "collapsed", "train_loss")  # the loss is in the loss curves
 
 
 def kto_series(kto_dir: Path, notes: list[str]) -> dict[str, list[list[float]]]:

@@ -39,6 +39,13 @@ def eager() -> AbstractContextManager:
     return set_stance("force_eager") if set_stance else nullcontext()
 
 
+
+def last_train_loss(pl_module: L.LightningModule) -> float | None:
+    """The loss of the latest training step (None before the first, e.g. KTO's step-0 check): kept
+    beside each validation in val_curve.json, so one file holds both curves for the eval stage."""
+    loss = getattr(pl_module, "last_loss", None)
+    return None if loss is None else float(loss)
+
 class StepCallback(Callback):
     """Runs `on_step` once after each optimizer step."""
 
@@ -184,7 +191,7 @@ class Evaluator(StepCallback):
         val_bpb = bits_per_byte(val_loss, self.plan.tokens_per_byte)
         # The training loss of the step validated, beside the validation figures, so one file holds
         # both curves (the eval stage plots them; deterministic like the checkpoints).
-        self.curve.append({"step": step, "train_loss": float(pl_module.last_loss), "val_loss": val_loss,
+        self.curve.append({"step": step, "train_loss": last_train_loss(pl_module), "val_loss": val_loss,
                            "val_bpb": val_bpb})
         for logger in trainer.loggers:
             logger.log_metrics({"val/loss": val_loss, "val/bpb": val_bpb}, step=step)

@@ -38,6 +38,7 @@ from src.training.callbacks import (
     TrainingMonitor,
     _sync,
     eager,
+    last_train_loss,
 )
 from src.training.checkpoint import BEST, LAST
 from src.training.kto import kto_loss
@@ -178,7 +179,8 @@ class KTOEvaluator(Evaluator):
         problems = guard_problems(entry, self.baseline, self.guard) if self.guard.enabled else []
         problems = trainer.strategy.broadcast(problems, src=0)  # generation runs on rank 0 only
         entry["collapsed"] = float(bool(problems))
-        self.curve.append(entry)
+        self.curve.append({"step": step, "train_loss": last_train_loss(pl_module),
+                           **{k: v for k, v in entry.items() if k != "step"}})
         for logger in trainer.loggers:
             logger.log_metrics({f"val/{k}" if k not in {"collapsed", "desirable_drift"} else f"guard/{k}": v
                                 for k, v in entry.items() if k != "step" and v is not None}, step=step)
@@ -244,7 +246,7 @@ class KTOEvaluator(Evaluator):
         last = self.curve[-1] if self.curve else {}
         report = {
             **self.plan.static_metrics, "steps": trainer.global_step,
-            **{k: v for k, v in last.items() if k != "step"},
+            **{k: v for k, v in last.items() if k not in {"step", "train_loss"}},
             **{f"step0_{k}": v for k, v in (self.baseline or {}).items() if k not in {"step", "collapsed"}},
             "best_step": self.best_step,
             "collapsed": self.collapse is not None,

@@ -27,7 +27,7 @@ from src.generation import chat_template
 from src.generation.engine import Engine
 from src.generation.sampling import SamplingParams
 from src.models.gpt import IGNORE_INDEX
-from src.training.callbacks import Evaluator, _sync, eager
+from src.training.callbacks import Evaluator, _sync, eager, last_train_loss
 from src.training.checkpoint import BEST
 from src.training.module import PretrainModule
 
@@ -135,7 +135,8 @@ class SFTEvaluator(Evaluator):
         val_loss, val_bpb = loss_and_bpb(nats, tokens, n_bytes)
         entry: dict[str, float | None] = {"step": step, "val_loss": val_loss, "val_bpb": val_bpb}
         entry.update(self.sample_replies(trainer, pl_module, step))
-        self.curve.append(entry)
+        self.curve.append({"step": step, "train_loss": last_train_loss(pl_module),
+                           **{k: v for k, v in entry.items() if k != "step"}})
         for logger in trainer.loggers:
             logger.log_metrics({f"val/{k}": v for k, v in entry.items() if k != "step" and v is not None},
                                step=step)

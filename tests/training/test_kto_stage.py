@@ -56,6 +56,9 @@ def test_kto_writes_chat_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert loaded.chat
     curve = json.loads((tmp_path / "kto" / "val_curve.json").read_text())
     assert [e["step"] for e in curve] == [0, 3, 6]
+    # the training loss beside each check; none at step 0 (no training step yet), never in the report
+    assert curve[0]["train_loss"] is None and all(e["train_loss"] > 0 for e in curve[1:])
+    assert "train_loss" not in rep and "step0_train_loss" not in rep
     # the generation check's rates come from every failure detector (src/eval/detectors.py)
     for key in ("loop_rate", "canned_rate", "markdown_wall_rate", "eot_rate", "distinct2", "mean_reply_tokens"):
         assert key in rep and f"step0_{key}" in rep and all(key in e for e in curve)

@@ -37,6 +37,9 @@ def test_sft_writes_chat_checkpoints_metrics_and_samples(tmp_path: Path) -> None
     samples = (tmp_path / "sft" / "samples.txt").read_text()
     assert "## user: hi cat?" in samples and "eot_rate" in samples
     assert run.summary.read["train_conversations"] == 40 and run.summary.wrote["optimizer_steps"] == 6
+    # val_curve.json holds the training loss beside each validation (the eval stage's loss plots)
+    curve = json.loads((tmp_path / "sft" / "val_curve.json").read_text())
+    assert curve and all(math.isfinite(e["train_loss"]) for e in curve) and "train_loss" not in report
 
 
 def test_sft_starts_from_the_pretrained_weights(tmp_path: Path) -> None:
