@@ -7,6 +7,8 @@ named in one line by `read_resumable` and can be moved aside, so the next run is
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -73,14 +75,38 @@ def move_aside(path: Path) -> Path:
     return target
 
 
+# The code whose change makes a finished or killed run another run: a persisted checkpoint written by
+# other model or training code is not resumed (DVC reruns a stage when its code changes, and a
+# "resumed" finished run would then keep the old weights and metrics).
+TRAINING_CODE_DIRS = ("src/models", "src/training", "src/tokenizers")
+
+
+@functools.lru_cache(maxsize=1)
+def training_code_sha256() -> str:
+    """sha256 over the model, training and tokenizer sources (path and bytes of every .py file)."""
+    from src.paths import PROJECT_ROOT
+
+    digest = hashlib.sha256()
+    for folder in TRAINING_CODE_DIRS:
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def identity_diff(ckpt: dict[str, Any], identity: dict[str, Any]) -> tuple[int, list[str]]:
     """The global step of checkpoint `ckpt` and the keys where its run identity differs from
     `identity` (what is being trained: seed, model, recipe, data); empty when it can be resumed."""
     saved = flatten_dict(ckpt.get("hyper_parameters", {}).get("identity", {}))
     current = flatten_dict(identity)
-    diff = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
+    diff = [f"{k}: {_short(saved.get(k))} -> {_short(current.get(k))}" for k in sorted(set(saved) | set(current))
             if saved.get(k) != current.get(k)]
     return int(ckpt.get("global_step", 0)), diff
+
+
+def _short(value: Any) -> str:
+    """A value for the "differs" note: hashes cut to 12 characters, which tell them apart."""
+    text = repr(value)
+    return text[:13] + "…'" if isinstance(value, str) and len(value) > 16 else text
 
 
 def flatten_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

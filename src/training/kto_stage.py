@@ -38,7 +38,7 @@ from src.models.gpt import GPT
 from src.paths import resolve
 from src.stage import StageRun
 from src.training.callbacks import THROUGHPUT_FILE, EvalPlan, TrainingMonitor, read_throughput
-from src.training.checkpoint import read_checkpoint
+from src.training.checkpoint import read_checkpoint, training_code_sha256
 from src.training.flops import peak_flops
 from src.training.kto import balance_warning
 from src.training.kto_data import (
@@ -150,7 +150,7 @@ def kto(cfg: DictConfig, run: StageRun) -> None:
 
     world = world_size(t)
     identity = {
-        "seed": cfg.seed, "world_size": world, "model": model,
+        "seed": cfg.seed, "code_sha256": training_code_sha256(), "world_size": world, "model": model,
         "kto": {k: v for k, v in OmegaConf.to_container(p, resolve=True).items() if k not in KTO_NOT_IDENTITY_KEYS},
         "data": {"pairs_sha256": file_sha256(pairs_path), "tokenizer_sha256": tokenizer.sha256,
                  "init_checkpoint_sha256": file_sha256(init_path)},

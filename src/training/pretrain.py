@@ -40,6 +40,7 @@ from src.training.checkpoint import (
     identity_diff,
     move_aside,
     read_resumable,
+    training_code_sha256,
 )
 from src.training.data import (
     TokenDataModule,
@@ -117,6 +118,7 @@ RUN_FILES = (BEST, LAST, "val_curve.json", "samples.txt", "metrics.json")
 def run_identity(cfg: DictConfig, model: dict[str, Any], meta: TokenMeta, world: int) -> dict[str, Any]:
     return {
         "seed": cfg.seed,
+        "code_sha256": training_code_sha256(),
         # Each rank draws its own batches, so another process count trains on other data.
         "world_size": world,
         "model": model,
@@ -148,8 +150,8 @@ def readable_checkpoints(paths: tuple[Path, ...], run: StageRun) -> tuple[dict[P
 
 def resume_point(cfg: DictConfig, identity: dict[str, Any], ckpt_dir: Path, run: StageRun) -> Path | None:
     """The checkpoint that continues this very run: last.ckpt, or best.ckpt when last.ckpt is
-    unreadable. None otherwise, after clearing the old run's files (a checkpoint of another config is
-    not resumed: that would silently mix two runs). Unreadable checkpoints are moved aside."""
+    unreadable. None otherwise, after clearing the old run's files (a checkpoint of another config or
+    training code is not resumed: that would silently mix two runs). Unreadable checkpoints are moved aside."""
     if cfg.pretrain.resume:
         # best.ckpt is checked too: chat and export read it, and a resumed run keeps it.
         found, damaged = readable_checkpoints((ckpt_dir / LAST, ckpt_dir / BEST), run)
@@ -162,7 +164,7 @@ def resume_point(cfg: DictConfig, identity: dict[str, Any], ckpt_dir: Path, run:
                 fallback = f" ({LAST} was unreadable)" if path.name != LAST else ""
                 note(run, f"resumed from {path} at step {step}{fallback}")
                 return path
-            note(run, f"{path} is from another config ({'; '.join(diff[:5])}); starting over")
+            note(run, f"{path} is from another run ({'; '.join(diff[:5])}); starting over")
         elif damaged:
             note(run, "no readable checkpoint of this run is left; starting over")
     for name in RUN_FILES:

@@ -31,7 +31,7 @@ from src.models.cross_encoder import HFCrossEncoder, OwnCrossEncoder
 from src.paths import resolve
 from src.stage import StageRun
 from src.training.callbacks import THROUGHPUT_FILE, EvalPlan, TrainingMonitor, read_throughput
-from src.training.checkpoint import BEST, LAST, read_checkpoint
+from src.training.checkpoint import BEST, LAST, read_checkpoint, training_code_sha256
 from src.training.flops import peak_flops
 from src.training.pretrain import (
     NOT_IDENTITY_KEYS,
@@ -154,7 +154,7 @@ def reranker(cfg: DictConfig, run: StageRun) -> None:
     pos_weight = positive_weight(p, train.labels, run)
     world = world_size(t)
     identity = {
-        "seed": cfg.seed, "world_size": world,
+        "seed": cfg.seed, "code_sha256": training_code_sha256(), "world_size": world,
         "reranker": {k: v for k, v in OmegaConf.to_container(p, resolve=True).items()
                      if k not in RERANKER_NOT_IDENTITY_KEYS},
         "data": {"samples_sha256": file_sha256(samples), "tokenizer_sha256": tokenizer_sha,

@@ -36,7 +36,7 @@ from src.paths import resolve
 from src.stage import StageRun
 from src.tokenizers.base import CHAT_TOKENS
 from src.training.callbacks import THROUGHPUT_FILE, EvalPlan, TrainingMonitor, read_throughput
-from src.training.checkpoint import read_checkpoint
+from src.training.checkpoint import read_checkpoint, training_code_sha256
 from src.training.flops import peak_flops
 from src.training.pretrain import (
     NOT_IDENTITY_KEYS,
@@ -191,7 +191,7 @@ def sft(cfg: DictConfig, run: StageRun) -> None:
 
     world = world_size(t)
     identity = {
-        "seed": cfg.seed, "world_size": world, "model": model,
+        "seed": cfg.seed, "code_sha256": training_code_sha256(), "world_size": world, "model": model,
         "sft": {k: v for k, v in p.items() if k not in SFT_NOT_IDENTITY_KEYS},
         "data": {"dialogues_sha256": file_sha256(dialogues), "tokenizer_sha256": tokenizer.sha256,
                  "init_checkpoint_sha256": init_sha},

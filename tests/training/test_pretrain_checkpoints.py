@@ -112,3 +112,16 @@ def test_corrupt_checkpoint_through_the_entry_point(tmp_path: Path, token_dir: P
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"{ckpt_dir / 'last.ckpt'}: unreadable checkpoint" in err
+
+
+def test_a_finished_run_of_other_training_code_starts_over(tmp_path: Path, make_config, monkeypatch) -> None:
+    """DVC reruns pretrain when its code changes; the persisted finished run must not be "resumed"."""
+    cfg = make_config("pretrain.max_steps=2", "pretrain.warmup_steps=1", "pretrain.val_every=2")
+    run_pretrain(cfg)
+    again = run_pretrain(cfg)  # same code: the finished run is kept
+    assert any(n.startswith("resumed from") for n in again.summary.notes)
+    monkeypatch.setattr("src.training.pretrain.training_code_sha256", lambda: "other-code")
+    changed = run_pretrain(cfg)
+    notes = "\n".join(changed.summary.notes)
+    assert "is from another run (code_sha256:" in notes and "starting over" in notes
+    assert read_resumable(tmp_path / "ckpt" / "last.ckpt")["hyper_parameters"]["identity"]["code_sha256"] == "other-code"
