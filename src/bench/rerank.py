@@ -16,6 +16,7 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -53,12 +54,14 @@ def candidate_texts(reranker: Reranker, n: int, tokens: int) -> list[str]:
     return out
 
 
-def default_reranker(device: str, batch_size: int, precision: str = "auto") -> Reranker:
+def default_reranker(device: str, batch_size: int, precision: str = "auto", tokenizer: Any = None) -> Reranker:
+    """The `own` reranker at the default size (conf/reranker/sample.yaml), random weights, with
+    `tokenizer` (default: the pipeline's data/tokenizer)."""
     from src.models.cross_encoder import OwnCrossEncoder
     from src.tokenizers import load_tokenizer
 
     cfg = OmegaConf.load(CONF_DIR / "reranker" / "sample.yaml")
-    tokenizer = load_tokenizer(resolve("data/tokenizer"))
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(resolve("data/tokenizer"))
     model_cfg = OmegaConf.to_container(cfg.model)
     assert isinstance(model_cfg, dict)
     model_cfg["vocab_size"] = model_cfg["vocab_size"] or tokenizer.vocab_size

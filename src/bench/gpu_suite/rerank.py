@@ -11,32 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from src.bench.gpu_suite.common import on_gpu
 from src.bench.gpu_suite.runner import PartContext
-from src.bench.rerank import CONTEXT, candidate_texts
+from src.bench.rerank import CONTEXT, candidate_texts, default_reranker
 from src.generation.reranker import Reranker
-from src.models.cross_encoder import OwnCrossEncoder
-from src.paths import CONF_DIR
 from src.tokenizers import load_tokenizer
 from src.tokenizers.char import CharTokenizer
 
 AIM_MS = 100.0
 DRY_CHARS = "abcdefghijklmnopqrstuvwxyz .,?!'ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def build_reranker(tokenizer: Any, device: str, batch_size: int) -> Reranker:
-    """src/bench/rerank.py's `default_reranker` with a tokenizer given (that one reads data/tokenizer,
-    which the device does not have)."""
-    cfg = OmegaConf.load(CONF_DIR / "reranker" / "sample.yaml")
-    model_cfg = OmegaConf.to_container(cfg.model)
-    assert isinstance(model_cfg, dict)
-    model_cfg["vocab_size"] = model_cfg["vocab_size"] or tokenizer.vocab_size
-    torch.manual_seed(0)
-    model = OwnCrossEncoder(model_cfg, str(cfg.pooling))
-    model.attach_tokenizer(tokenizer)
-    return Reranker(model, device, batch_size, "auto")
 
 
 def median_seconds(reranker: Reranker, candidates: list[str], batch_size: int, repeats: int) -> list[float]:
@@ -60,7 +44,7 @@ def run(ctx: PartContext) -> dict[str, Any]:
     else:
         tokenizer, which = CharTokenizer(DRY_CHARS), "characters (no BPE tokenizer given)"
     n, tokens, repeats = (4096, 40, 5) if gpu else (64, 40, 2)
-    reranker = build_reranker(tokenizer, "cuda" if gpu else "cpu", 512)
+    reranker = default_reranker("cuda" if gpu else "cpu", 512, "auto", tokenizer=tokenizer)
     candidates = candidate_texts(reranker, n, tokens)
     lengths = [len(tokenizer.encode(c)) for c in candidates]
     out: dict[str, Any] = {"tokenizer": which, "params": reranker.model.num_params(),
