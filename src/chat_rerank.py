@@ -117,11 +117,8 @@ class RerankedChat:
 def describe(r: RerankedReply) -> str:
     made = ", ".join(f"{k} {v}" for k, v in r.made.items())
     phases = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in r.timings.items() if k != "total")
-    left_out = {k: v for k, v in r.dropped.items() if not k.endswith("_kept")}
-    dropped = ("; left out " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in left_out.items())
-               if left_out else "")
-    if "other_script_kept" in r.dropped:
-        dropped += "; no candidate in your script, all scored"
+    dropped = ("; left out " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in r.dropped.items())
+               if r.dropped else "") + "".join(f"; {note}" for note in r.notes)
     return f"best of {len(r.ranked)} ({made}{dropped}) in {r.timings['total'] * 1e3:.0f} ms: {phases}"
 
 

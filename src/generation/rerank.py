@@ -8,7 +8,7 @@ A candidate that repeats a line of the conversation is left out (counted): echoi
 well with a next-line judge and says nothing. So is a candidate in another script than the user's
 last line (a Latin Markov line in a Russian conversation): the reranker's negatives never cross
 languages, so it cannot be trusted to reject one (`match_script`; when no candidate shares the
-script, all are kept and the reply says so in `dropped["other_script_kept"]`).
+script, all are kept and the reply's `notes` say so).
 
 `Conversation` keeps the lines of a multi-turn exchange: each reply joins the context of the next.
 """
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from src.data.subtitles.langid import script_counts
 from src.generation.markov import MarkovModel
 
 SOURCES = ("markov", "lm", "both")
@@ -29,8 +30,6 @@ SOURCES = ("markov", "lm", "both")
 
 def script_of(text: str, min_letters: int = 2) -> str | None:
     """The script most of `text`'s letters are in (latin, cyrillic, ...), None under `min_letters`."""
-    from src.data.subtitles.langid import script_counts
-
     counts = script_counts(text)
     script, letters = max(counts.items(), key=lambda kv: kv[1])
     return script if letters >= min_letters else None
@@ -55,6 +54,7 @@ class RerankedReply:
     made: dict[str, int]  # distinct candidates made per source
     dropped: dict[str, int]  # left out before scoring, by reason
     timings: dict[str, float]  # seconds: markov, lm, score, total
+    notes: list[str] = field(default_factory=list)  # what the reply should be read with
 
     @property
     def best(self) -> Scored | None:
@@ -174,8 +174,9 @@ class Reranking:
                     continue
                 pool[text] = (source, word)
                 made[source] += 1
-        if self.match_script and pool:
-            self._keep_script(context, pool, dropped)
+        notes: list[str] = []
+        if self.match_script and pool and not self._keep_script(context, pool, dropped):
+            notes.append("no candidate in the script of the last line: all scored")
         texts = list(pool)
         t0 = time.perf_counter()
         scores = np.asarray(self.scorer.score(context, texts, batch_size=self.score_batch), dtype=np.float64)
@@ -185,23 +186,25 @@ class Reranking:
         order = np.argsort(-scores, kind="stable")
         ranked = [Scored(texts[i], pool[texts[i]][0], float(scores[i]), pool[texts[i]][1]) for i in order]
         timings["total"] = time.perf_counter() - start
-        return RerankedReply(ranked, made, dropped, timings)
+        return RerankedReply(ranked, made, dropped, timings, notes)
 
 
     @staticmethod
     def _keep_script(context: Sequence[str], pool: dict[str, tuple[str, str | None]],
-                     dropped: dict[str, int]) -> None:
+                     dropped: dict[str, int]) -> bool:
+        """Leave out the candidates in another script than the last line's (counted); False, with the
+        pool untouched, when none shares it."""
         target = script_of(context[-1]) if context else None
         if target is None:
-            return
+            return True
         other = [t for t in pool if (script_of(t) or target) != target]
         if len(other) == len(pool):
-            dropped["other_script_kept"] = len(other)
-            return
+            return False
         for text in other:
             del pool[text]
         if other:
             dropped["other_script"] = len(other)
+        return True
 
 
 @dataclass

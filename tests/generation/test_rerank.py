@@ -169,14 +169,14 @@ def test_candidates_in_another_script_are_left_out_and_counted() -> None:
     lines = ["No.", "Нет, не знаю.", "Да, конечно, приходи завтра.", "123"]
     reply = Reranking(OverlapScorer(), markov=ListWriter(lines), n=4).reply(["Ты придёшь завтра?"])
     assert {s.text for s in reply.ranked} == {"Нет, не знаю.", "Да, конечно, приходи завтра.", "123"}
-    assert reply.dropped == {"other_script": 1}
+    assert reply.dropped == {"other_script": 1} and reply.notes == []
     assert reply.best is not None and reply.best.text == "Да, конечно, приходи завтра."
 
 
 def test_script_filter_keeps_all_when_none_match_and_can_be_off() -> None:
     lines = ["No.", "Yes, tomorrow."]
     reply = Reranking(OverlapScorer(), markov=ListWriter(lines), n=2).reply(["Ты придёшь завтра?"])
-    assert len(reply.ranked) == 2 and reply.dropped == {"other_script_kept": 2}
+    assert len(reply.ranked) == 2 and reply.dropped == {} and "all scored" in reply.notes[0]
     mixed = ["No.", "Нет."]
     off = Reranking(OverlapScorer(), markov=ListWriter(mixed), n=2, match_script=False).reply(["Да?"])
     assert len(off.ranked) == 2 and off.dropped == {}
